@@ -1,0 +1,1 @@
+"""runner: one batch job on one VM from a baked image."""

@@ -1,0 +1,239 @@
+"""runner: one job, one VM from a baked image, gone when the job ends.
+
+Jobs live in folders with a job.yaml. Records, logs and outputs live in the store
+($RUNNER_STORE, default file://$RUNNER_HOME/store), so any machine with the store sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from runner.errors import RunnerError
+
+
+class Group(click.Group):
+    """Turns RunnerError into a one-line message and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RunnerError as e:
+            click.secho(f"runner: {e}", fg="red", err=True)
+            sys.exit(e.exit_code)
+
+
+def _store():
+    from runner import config
+    from runner.store import open_store
+
+    return open_store(config.store_uri())
+
+
+def spec_options(f):
+    """The flags that override job.yaml (used by launch and render)."""
+    opts = [
+        click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend (default: job.yaml's cloud, $RUNNER_CLOUD, or sandbox)."),
+        click.option("--type", "instance_type", metavar="TYPE", help="Instance type, e.g. c6i.32xlarge, n2-standard-64, local-2x4."),
+        click.option("--spot/--on-demand", default=None, help="Spot/preemptible, or on-demand (default: job.yaml's spot)."),
+        click.option("--image", metavar="ID", help="Image to boot (default: the newest baked by `make image`)."),
+        click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable for the job (repeatable)."),
+        click.option("--max-runtime", metavar="DUR", help="Stop the job after DUR (90s, 30m, 2h) and power off."),
+        click.option("--disk-gb", type=int, metavar="GB", help="Root disk size in GB."),
+        click.option("--region", metavar="R", help="Cloud region."),
+        click.option("--zone", metavar="Z", help="Cloud zone."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _plan(job_dir, cloud, env, **flags):
+    from runner.launch import plan
+    from runner.spec import parse_env
+
+    overrides = {**flags, "env": parse_env(env) if env else None}
+    return plan(job_dir, overrides, cloud)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runner")
+def main():
+    """runner: run a batch job on one VM from a baked image, gone when the job ends.
+
+    \b
+    Quick start (no cloud account):
+      runner launch jobs/taxi --cloud sandbox --wait --follow
+      runner status
+      runner outputs JOB_ID ./out
+
+    Records, logs and outputs live in the store ($RUNNER_STORE, default
+    file://$RUNNER_HOME/store): any machine with the store sees the same jobs.
+    """
+
+
+@main.command()
+@click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
+@spec_options
+@click.option("--wait", is_flag=True, help="Wait for the job to end and exit with its exit code.")
+@click.option("--follow", "-f", is_flag=True, help="Print the job's log as it runs (implies --wait).")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would start; create nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (job_id, state, ...).")
+def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
+    """Start JOB_DIR's job on a new VM.
+
+    \b
+    With --wait (or --follow) the exit code is the job's own; otherwise:
+      0 SUCCEEDED, 70 FAILED before the command ran, 71 LOST, 75 PREEMPTED,
+      124 TIMED_OUT, 130 CANCELLED, 2 invalid spec or flag, 69 launch failed.
+    """
+    from runner import launch as launcher
+    from runner import watch
+
+    p = _plan(job_dir, cloud, env, **flags)
+    if dry_run:
+        summary = p.summary()
+        click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>16}: {v}" for k, v in summary.items()))
+        return
+    inst = launcher.launch(p)
+    if not as_json:
+        click.echo(f"launched {p.job_id} on {p.cloud} ({inst.id}, {p.request.instance_type}{', spot' if p.request.spot else ''})", err=True)
+    if not (wait or follow):
+        if as_json:
+            click.echo(json.dumps({"job_id": p.job_id, "state": "PROVISIONING", "cloud": p.cloud, "instance": inst.id}))
+        else:
+            click.echo(p.job_id)
+            click.echo(f"follow it: runner logs {p.job_id} --follow   result: runner status {p.job_id}", err=True)
+        return
+    status = watch.wait(p.store, p.job_id, follow=follow and not as_json, out=sys.stdout)
+    _report(p.job_id, status, as_json)
+    sys.exit(watch.exit_code(status))
+
+
+def _report(job_id, status, as_json):
+    if as_json:
+        click.echo(json.dumps({"job_id": job_id, **status.__dict__}))
+        return
+    color = "green" if status.state == "SUCCEEDED" else "red"
+    line = f"{job_id}: {status.state}"
+    if status.exit_code is not None:
+        line += f" (exit {status.exit_code})"
+    click.secho(line + (f": {status.reason}" if status.reason else ""), fg=color, err=True)
+    if status.state == "SUCCEEDED":
+        click.echo(f"outputs: runner outputs {job_id} ./outputs", err=True)
+
+
+@main.command()
+@click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
+@spec_options
+def render(job_dir, cloud, env, **flags):
+    """Print the startup script exactly as it would be sent (with a fresh job id)."""
+    click.echo(_plan(job_dir, cloud, env, **flags).request.user_data, nl=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the job ends.")
+@click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
+def logs(job_id, follow, show_all):
+    """Print a job's log, while it runs and after its VM is gone."""
+    from runner import jobs, watch
+
+    store = _store()
+    jobs.read_status(store, job_id)  # a clear error for an unknown job
+    if follow:
+        watch.wait(store, job_id, follow=True)
+    else:
+        watch.print_log(store, job_id, 0, sys.stdout)
+    if show_all:
+        for name in ("startup.log", "console.log"):
+            click.echo(f"==> {name} <==")
+            watch.print_log(store, job_id, 0, sys.stdout, name)
+            if name == "console.log" and not store.exists(jobs.job_key(job_id, "logs", name)):
+                inst = watch.instance_of(store, job_id)
+                if inst:
+                    from runner.providers import get_provider
+
+                    click.echo(get_provider(inst.cloud).console_output(inst), nl=False)
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
+def status(job_id, as_json, limit):
+    """Show one job's status, or a table of recent jobs, newest first."""
+    from runner import jobs, watch
+
+    store = _store()
+    if job_id:
+        st = watch.refresh(store, jobs.check_job_id(job_id))
+        if as_json:
+            click.echo(json.dumps({"job_id": job_id, **st.__dict__}))
+        else:
+            for k, v in {"job_id": job_id, **st.__dict__}.items():
+                click.echo(f"{k:>11}: {'' if v is None else v}")
+        return
+    rows = [(j, watch.refresh(store, j)) for j in jobs.list_jobs(store, limit)]
+    if as_json:
+        click.echo(json.dumps([{"job_id": j, **s.__dict__} for j, s in rows]))
+        return
+    if not rows:
+        click.echo(f"no jobs in {store.uri()}; start one with: runner launch jobs/taxi --wait", err=True)
+        return
+    width = max(len(j) for j, _ in rows)
+    click.echo(f"{'JOB':<{width}}  {'STATE':<12} {'EXIT':>4}  {'UPDATED':<20}  REASON")
+    for j, s in rows:
+        code = "" if s.exit_code is None else s.exit_code
+        click.echo(f"{j:<{width}}  {s.state:<12} {code:>4}  {s.updated_at:<20}  {s.reason[:60]}")
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id):
+    """Stop a job's VM and mark the job CANCELLED."""
+    from runner import jobs, watch
+    from runner.providers import get_provider
+
+    store = _store()
+    st = jobs.read_status(store, jobs.check_job_id(job_id))
+    if st.final:
+        click.echo(f"{job_id} already ended: {st.state}", err=True)
+        return
+    inst = watch.instance_of(store, job_id)
+    if inst:
+        get_provider(inst.cloud).terminate(inst)
+    last = jobs.read_status(store, job_id)
+    jobs.write_status(store, job_id, jobs.Status(
+        jobs.CANCELLED, exit_code=last.exit_code, reason="cancelled by `runner cancel`",
+        started_at=last.started_at, ended_at=jobs.utcnow(),
+    ))
+    click.echo(f"{job_id}: CANCELLED", err=True)
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("dest", type=click.Path(path_type=Path))
+def outputs(job_id, dest):
+    """Download a job's outputs into DEST."""
+    from runner import jobs
+    from runner.errors import NotFoundError
+    from runner.store import open_store, split_uri
+
+    store = _store()
+    record = jobs.read_json(store, jobs.check_job_id(job_id), "job.json")
+    got = []
+    for path, uri in record["outputs"].items():
+        scheme, bucket, key = split_uri(uri)
+        root = "file:///" if scheme == "file" else f"{scheme}://{bucket}"
+        try:
+            got += open_store(root).download_tree(key.lstrip("/"), dest / path)
+        except NotFoundError:
+            click.echo(f"not in the store (yet): {uri}", err=True)
+    for g in got:
+        click.echo(g)
+    if not got:
+        raise NotFoundError(f"{job_id} has no outputs in the store; see `runner status {job_id}` and `runner logs {job_id}`")

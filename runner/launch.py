@@ -1,0 +1,102 @@
+"""Launch: load the spec, pack the code, render the script, start the VM, record it in the store."""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import socket
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import config, jobs
+from runner.errors import RunnerError, SpecError
+from runner.providers import get_provider
+from runner.providers.base import Instance, LaunchRequest
+from runner.render import output_uris, render_startup
+from runner.spec import JobSpec, load_job
+from runner.store import Store, open_store
+
+SKIP = {".git", "__pycache__", ".venv", "venv", "node_modules", ".pytest_cache", ".mypy_cache"}
+CODE_LIMIT = 512 * 1024 * 1024
+
+
+@dataclass
+class Plan:
+    """What a launch will do; `--dry-run` prints it and stops here."""
+
+    spec: JobSpec
+    job_dir: Path
+    job_id: str
+    cloud: str
+    store: Store
+    request: LaunchRequest
+
+    def summary(self) -> dict:
+        r = self.request
+        return {
+            "job_id": self.job_id, "state": "DRY_RUN", "cloud": self.cloud, "store": self.store.uri(),
+            "instance_type": r.instance_type, "spot": r.spot, "disk_gb": r.disk_gb,
+            "max_runtime_s": r.max_runtime, "image": r.image, "user_data_bytes": len(r.user_data.encode()),
+        }
+
+
+def pack(job_dir: Path) -> bytes:
+    """The job's folder as a gzipped tar (no VCS, caches or virtualenvs); it becomes the work dir."""
+    buf = io.BytesIO()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if set(Path(info.name).parts) & SKIP or info.name.endswith(".pyc"):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for child in sorted(job_dir.iterdir()):
+            tar.add(child, arcname=child.name, filter=keep)
+    if buf.tell() > CODE_LIMIT:
+        raise SpecError(f"{job_dir} packs to {buf.tell() >> 20} MiB; keep data out of the job's folder and list it under inputs")
+    return buf.getvalue()
+
+
+def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None = None) -> Plan:
+    """Validate everything and render the script; nothing is created anywhere."""
+    spec, job_dir = load_job(job_dir, overrides)
+    cloud = cloud or spec.cloud or config.default_cloud()
+    provider = get_provider(cloud)
+    store = open_store(config.store_uri())
+    job_id = jobs.new_job_id(spec.name)
+    user_data = render_startup(
+        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", "")
+    )
+    request = LaunchRequest(
+        job_id=job_id, user_data=user_data, instance_type=spec.instance_type or provider.default_instance_type,
+        spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
+        region=spec.region, zone=spec.zone, tags={"runner-job": job_id},
+    )
+    provider.check_request(request)
+    return Plan(spec, job_dir, job_id, cloud, store, request)
+
+
+def launch(p: Plan) -> Instance:
+    """Record the job, ship its code, start its VM; a failed start is recorded as FAILED."""
+    store, job_id = p.store, p.job_id
+    code = pack(p.job_dir)
+    record = {
+        "job_id": job_id, "cloud": p.cloud, "spec": p.spec.model_dump(), "job_dir": str(p.job_dir),
+        "instance_type": p.request.instance_type, "spot": p.request.spot, "created_at": jobs.utcnow(),
+        "launched_by": f"{getpass.getuser()}@{socket.gethostname()}",
+        "outputs": output_uris(p.spec, store.uri(), job_id),
+    }
+    jobs.write_json(store, job_id, "job.json", record)
+    store.put_bytes(jobs.job_key(job_id, "code.tar.gz"), code)
+    jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING))
+    try:
+        inst = get_provider(p.cloud).launch(p.request)
+    except RunnerError as e:
+        jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}"))
+        raise
+    jobs.write_json(store, job_id, "instance.json", inst.to_json())
+    return inst

@@ -1,0 +1,77 @@
+"""The seam between the launcher and a backend: one small Protocol, and the values it passes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Mapping, Protocol
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a backend needs to start one VM for one job."""
+
+    job_id: str
+    user_data: str  # the rendered startup script
+    instance_type: str
+    spot: bool
+    disk_gb: int
+    max_runtime: int  # seconds
+    image: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A VM (or sandbox process) a backend started; `data` is backend-specific and JSON-able."""
+
+    cloud: str
+    id: str
+    job_id: str
+    zone: str = ""
+    data: Mapping[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> Instance:
+        return cls(**{k: d[k] for k in ("cloud", "id", "job_id", "zone", "data") if k in d})
+
+
+# What `state` returns: the VM is starting or running, or gone; `reason` says why it went
+# (e.g. the cloud's spot interruption reason), so a reconciler can tell LOST from PREEMPTED.
+@dataclass(frozen=True)
+class InstanceState:
+    alive: bool
+    reason: str = ""
+    preempted: bool = False
+
+
+class Provider(Protocol):
+    """One backend. Every VM it starts is tagged runner-job=<job id>."""
+
+    name: ClassVar[str]
+    default_instance_type: ClassVar[str]
+
+    def check_request(self, req: LaunchRequest) -> None:
+        """Reject values this backend cannot take (instance type, zone) before anything starts."""
+
+    def store_for_vm(self, store: str) -> str:
+        """The store URI as the VM sees it (a local VM sees a shared folder at another path)."""
+
+    def launch(self, req: LaunchRequest) -> Instance:
+        """Start one VM and return at once; raises CapacityError, QuotaError or AuthError."""
+
+    def state(self, inst: Instance) -> InstanceState:
+        """Whether the VM still exists; a VM that never existed is not alive."""
+
+    def terminate(self, inst: Instance) -> None:
+        """Stop and delete the VM; idempotent: gone == done."""
+
+    def find(self, tags: Mapping[str, str]) -> list[Instance]:
+        """Every VM of this backend carrying all of `tags`."""
+
+    def console_output(self, inst: Instance) -> str:
+        """The VM's console: the log of last resort ('' when there is none)."""

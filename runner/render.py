@@ -1,0 +1,64 @@
+"""The only place that touches Jinja: renders the startup script with every value shell-quoted."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import jinja2
+
+from runner.errors import SpecError
+from runner.spec import URI_RE, JobSpec
+from runner.store import join
+
+TEMPLATES = Path(__file__).parent / "templates"
+USER_DATA_LIMIT = 16 * 1024  # EC2's cap on user-data; GCE's metadata value cap is larger
+LOG_INTERVAL = 5  # seconds between log pushes while the job runs
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    comment_start_string="<#",  # bash's ${#array[@]} must not open a Jinja comment
+    comment_end_string="#>",
+)
+_env.filters["q"] = lambda v: shlex.quote(str(v))
+
+
+def resolve(uri: str, store: str) -> str:
+    """A full URI stays; a store-relative path is put under the store root."""
+    return uri if URI_RE.match(uri) else join(store, uri)
+
+
+def job_uri(store: str, job_id: str) -> str:
+    return join(store, "jobs", job_id)
+
+
+def output_uris(spec: JobSpec, store: str, job_id: str) -> dict[str, str]:
+    """Each output path -> where it is uploaded (default: the job's outputs/ folder)."""
+    default = join(job_uri(store, job_id), "outputs")
+    return {path: resolve(uri, store) if uri else join(default, path) for path, uri in spec.outputs.items()}
+
+
+def render_startup(spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "") -> str:
+    """The startup script (cloud-init user-data) for one job; `store` is the store as the VM sees it."""
+    script = _env.get_template("startup.sh.j2").render(
+        job_id=job_id,
+        job_uri=job_uri(store, job_id),
+        cloud=cloud,
+        max_runtime=spec.max_runtime,
+        log_interval=LOG_INTERVAL,
+        s3_endpoint=s3_endpoint,
+        command=spec.command,
+        env=spec.env,
+        inputs=[{"uri": resolve(uri, store), "path": path} for uri, path in spec.inputs.items()],
+        outputs=[{"path": p, "uri": u} for p, u in output_uris(spec, store, job_id).items()],
+    )
+    size = len(script.encode())
+    if size > USER_DATA_LIMIT:
+        raise SpecError(
+            f"the startup script for {spec.name} is {size} bytes, over the 16 KiB user-data limit: "
+            "move long env values or commands into a file in the job's folder (it ships through the store)"
+        )
+    return script

@@ -1,0 +1,81 @@
+"""Following a job from any machine with the store: reconcile with the VM, wait, stream the log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from runner import jobs
+from runner.errors import NotFoundError
+from runner.providers import get_provider
+from runner.providers.base import Instance
+from runner.store import Store
+
+# `runner launch --wait` exits with the job's own exit code, or with one of these.
+EXIT_CODES = {
+    jobs.SUCCEEDED: 0,
+    jobs.FAILED: 70,  # failed before the job's command ran (a missing input, an upload); else its code
+    jobs.LOST: 71,  # the VM went away without writing a final status
+    jobs.PREEMPTED: 75,  # the cloud took the spot VM back
+    jobs.TIMED_OUT: 124,  # ran past max_runtime (as timeout(1))
+    jobs.CANCELLED: 130,  # `runner cancel`
+}
+
+
+def exit_code(status: jobs.Status) -> int:
+    if status.state == jobs.FAILED and status.exit_code:
+        return int(status.exit_code)
+    return EXIT_CODES.get(status.state, 70)
+
+
+def instance_of(store: Store, job_id: str) -> Instance | None:
+    try:
+        return Instance.from_json(jobs.read_json(store, job_id, "instance.json"))
+    except NotFoundError:
+        return None
+
+
+def refresh(store: Store, job_id: str) -> jobs.Status:
+    """The job's status, reconciled with its VM: a VM gone without a final status is LOST."""
+    status = jobs.read_status(store, job_id)
+    if status.final:
+        return status
+    inst = instance_of(store, job_id)
+    if inst is None:
+        return status
+    vm = get_provider(inst.cloud).state(inst)
+    if vm.alive:
+        return status
+    status = jobs.read_status(store, job_id)  # it may have written its last status just before going
+    if status.final:
+        return status
+    state = jobs.PREEMPTED if vm.preempted else jobs.LOST
+    reason = vm.reason or f"the VM {inst.id} is gone and never wrote a final status"
+    lost = jobs.Status(state, reason=reason, started_at=status.started_at, ended_at=jobs.utcnow())
+    jobs.write_status(store, job_id, lost)
+    return lost
+
+
+def print_log(store: Store, job_id: str, offset: int, out: TextIO, name: str = "job.log") -> int:
+    """Print the log from `offset`; returns the new offset."""
+    try:
+        data = store.get_bytes(jobs.job_key(job_id, "logs", name), offset)
+    except NotFoundError:
+        return offset
+    if data:
+        out.write(data.decode("utf-8", errors="replace"))
+        out.flush()
+    return offset + len(data)
+
+
+def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdout, poll: float = 1.0) -> jobs.Status:
+    """Block until the job reaches a final state, printing its log as it grows when `follow`."""
+    offset = 0
+    while True:
+        status = refresh(store, job_id)
+        if follow:
+            offset = print_log(store, job_id, offset, out)
+        if status.final:
+            return status
+        time.sleep(poll)
