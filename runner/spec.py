@@ -31,8 +31,8 @@ def parse_duration(value: Any) -> int:
             raise ValueError(f"{value!r} is not a duration; use e.g. 90s, 30m, 2h or 1h30m")
         h, mi, s = (int(g or 0) for g in m.groups())
         seconds = h * 3600 + mi * 60 + s
-    if not 60 <= seconds <= 7 * 24 * 3600:
-        raise ValueError(f"{value!r} is out of range: max_runtime must be between 1m and 168h")
+    if not 1 <= seconds <= 7 * 24 * 3600:
+        raise ValueError(f"{value!r} is out of range: max_runtime must be between 1s and 168h")
     return seconds
 
 

@@ -69,7 +69,7 @@ def print_log(store: Store, job_id: str, offset: int, out: TextIO, name: str = "
     return offset + len(data)
 
 
-def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdout, poll: float = 1.0) -> jobs.Status:
+def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdout, poll: float = 0.5) -> jobs.Status:
     """Block until the job reaches a final state, printing its log as it grows when `follow`."""
     offset = 0
     while True:

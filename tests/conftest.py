@@ -1,0 +1,77 @@
+"""Shared fixtures: every test gets its own RUNNER_HOME; S3 is a moto server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def runner_home(tmp_path, monkeypatch):
+    """All local state (store, sandboxes) in a fresh folder; no cloud settings leak in."""
+    home = tmp_path / "runner home"  # a space, on purpose
+    monkeypatch.setenv("RUNNER_HOME", str(home))
+    for var in ("RUNNER_STORE", "RUNNER_CLOUD", "RUNNER_S3_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def make_job(tmp_path):
+    """Write a job folder from a dict (its job.yaml) and extra files; returns its path."""
+
+    def make(spec: dict, files: dict[str, str] | None = None, name: str = "job") -> Path:
+        d = tmp_path / "jobs" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "job.yaml").write_text(json.dumps(spec))  # JSON is YAML
+        for rel, text in (files or {}).items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_text(text)
+        return d
+
+    return make
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`runner ARGS` in a fresh process, as a user or a CI pipeline runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3/EC2 server on 127.0.0.1 (subprocesses such as s5cmd reach it by endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{server._server.server_port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket on the moto server; the environment points boto3, s5cmd and the script at it."""
+    import secrets
+
+    import boto3
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server, "RUNNER_S3_ENDPOINT": s3_server,
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"runner-test-{secrets.token_hex(4)}"
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=bucket)
+    return client, bucket

