@@ -124,6 +124,7 @@ def _report(job_id, status, as_json):
     click.secho(line + (f": {status.reason}" if status.reason else ""), fg=color, err=True)
     if status.state == "SUCCEEDED":
         click.echo(f"outputs: runner outputs {job_id} ./outputs", err=True)
+    click.echo(f"logs:    runner logs {job_id} --all", err=True)
 
 
 @main.command()

@@ -48,7 +48,7 @@ class Store:
     def uri(self, key: str = "") -> str:
         return join(self.root, key) if key else self.root
 
-    # Each subclass implements these five; every other operation is built on them.
+    # Each subclass implements these six; every other operation is built on them.
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write an object atomically: a reader sees the old bytes or the new, never a part."""
         raise NotImplementedError
@@ -68,11 +68,7 @@ class Store:
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
-        try:
-            self.get_bytes(key, offset=1 << 62)
-            return True
-        except NotFoundError:
-            return False
+        raise NotImplementedError
 
     def children(self, prefix: str) -> list[str]:
         """Names of the immediate sub-folders of `prefix`."""
@@ -130,6 +126,9 @@ class FileStore(Store):
             if p.is_file() and not p.name.startswith(".")
         )
 
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
     def children(self, prefix: str) -> list[str]:
         top = self._path(prefix)
         return sorted(p.name for p in top.iterdir() if p.is_dir()) if top.is_dir() else []
@@ -186,10 +185,17 @@ class S3Store(Store):
         try:
             resp = self._call("read", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key), **kw)
         except NotFoundError:
-            if offset and self._call("read", key, self.client.list_objects_v2, Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1).get("KeyCount"):
+            if offset and self.exists(key):
                 return b""  # the object exists; nothing past offset
             raise
         return resp["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("read", key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+            return True
+        except NotFoundError:
+            return False
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix)
@@ -249,6 +255,9 @@ class GCSStore(Store):
         if blob is None:
             raise NotFoundError(f"{self.uri(key)} does not exist")
         return b"" if offset >= (blob.size or 0) else self._call(key, lambda: blob.download_as_bytes(start=offset))
+
+    def exists(self, key: str) -> bool:
+        return bool(self._call(key, self._blob(key).exists))
 
     def list(self, prefix: str) -> list[str]:
         strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
