@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
+import shlex
 from pathlib import Path
 from typing import Mapping
 
 from runner import config
+from runner.providers import proc
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 
 POWEROFF = """#!/bin/bash
@@ -28,16 +27,6 @@ echo "shutdown $(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >> {dir}/power.log
 for a in "$@"; do case $a in +*) min=${{a#+}} ;; now) min=0 ;; esac; done
 ( sleep $(( ${{min:-1}} * 60 )); exec {dir}/bin/poweroff failsafe ) > /dev/null 2>&1 &
 """
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (to tell it from a later process with the same pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]
 
 
 class SandboxProvider:
@@ -59,46 +48,19 @@ class SandboxProvider:
         (d / "user-data").write_text(req.user_data)
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
         for name, text in (("poweroff", POWEROFF), ("shutdown", SHUTDOWN)):
-            (d / "bin" / name).write_text(text.format(dir=_q(d)))
+            (d / "bin" / name).write_text(text.format(dir=shlex.quote(str(d))))
             (d / "bin" / name).chmod(0o755)
         env = {**os.environ, "RUNNER_VM_ROOT": str(d / "vm"), "PATH": f"{d / 'bin'}:{os.environ.get('PATH', '')}"}
-        with open(d / "console.log", "ab") as console:
-            proc = subprocess.Popen(
-                ["bash", str(d / "user-data")],
-                cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        data = {"dir": str(d), "pid": proc.pid, "start": _start_time(proc.pid)}
+        data = {"dir": str(d), **proc.spawn(["bash", str(d / "user-data")], d, env, d / "console.log")}
         (d / "instance.json").write_text(json.dumps(data))
-        return Instance(cloud=self.name, id=f"sandbox-{proc.pid}", job_id=req.job_id, zone="localhost", data=data)
-
-    def _alive(self, inst: Instance) -> bool:
-        pid = int(inst.data["pid"])
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-        except ChildProcessError:
-            pass
-        start = _start_time(pid)
-        return start is not None and start == inst.data.get("start")
+        return Instance(cloud=self.name, id=f"sandbox-{data['pid']}", job_id=req.job_id, zone="localhost", data=data)
 
     def state(self, inst: Instance) -> InstanceState:
-        return InstanceState(alive=self._alive(inst))
+        return InstanceState(alive=proc.alive(dict(inst.data)))
 
     def terminate(self, inst: Instance) -> None:
         """SIGTERM the sandbox (the script's trap saves logs and status), SIGKILL after 15 s."""
-        if not self._alive(inst):
-            return
-        pgid = int(inst.data["pid"])
-        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                if not self._alive(inst):
-                    return
-                time.sleep(0.1)
+        proc.stop(dict(inst.data), grace=15.0)
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
         found = []
@@ -107,7 +69,7 @@ class SandboxProvider:
             if all(have.get(k) == v for k, v in tags.items()):
                 data = json.loads(d.read_text())
                 inst = Instance(self.name, f"sandbox-{data['pid']}", d.parent.name, "localhost", data)
-                if self._alive(inst):
+                if proc.alive(data):
                     found.append(inst)
         return found
 
@@ -117,8 +79,3 @@ class SandboxProvider:
         except OSError:
             return ""
 
-
-def _q(path: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(path))
