@@ -41,8 +41,13 @@ def output_uris(spec: JobSpec, store: str, job_id: str) -> dict[str, str]:
     return {path: resolve(uri, store) if uri else join(default, path) for path, uri in spec.outputs.items()}
 
 
-def render_startup(spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "") -> str:
-    """The startup script (cloud-init user-data) for one job; `store` is the store as the VM sees it."""
+def render_startup(
+    spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "", interruption: str = "", metadata_url: str = ""
+) -> str:
+    """The startup script (cloud-init user-data) for one job; `store` is the store as the VM sees it.
+
+    `interruption` (aws, gcp or empty) says which metadata server's spot notice to watch, at `metadata_url`.
+    """
     script = _env.get_template("startup.sh.j2").render(
         job_id=job_id,
         job_uri=job_uri(store, job_id),
@@ -50,6 +55,8 @@ def render_startup(spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoi
         max_runtime=spec.max_runtime,
         log_interval=LOG_INTERVAL,
         s3_endpoint=s3_endpoint,
+        interruption=interruption,
+        metadata_url=metadata_url,
         command=spec.command,
         env=spec.env,
         inputs=[{"uri": resolve(uri, store), "path": path} for uri, path in spec.inputs.items()],

@@ -80,4 +80,4 @@ def test_user_data_limit():
     spec = validate({"name": "big", "command": "true", "env": {"BLOB": "x" * 17000}}, "test")
     with pytest.raises(SpecError, match="over the 16 KiB user-data limit"):
         render_startup(spec, JOB_ID, "s3://b", "aws")
-    assert len(render("taxi", "s3").encode()) < 8 * 1024
+    assert len(render("taxi", "s3").encode()) < 12 * 1024  # room left for a job's own env and paths

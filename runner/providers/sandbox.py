@@ -35,6 +35,9 @@ class SandboxProvider:
 
     def __init__(self) -> None:
         self.root = config.home() / "sandbox"
+        # Rehearse a spot interruption: point the script at a metadata server of your own.
+        self.interruption = os.environ.get("RUNNER_SANDBOX_INTERRUPTION", "")
+        self.metadata_url = os.environ.get("RUNNER_SANDBOX_METADATA_URL", "")
 
     def check_request(self, req: LaunchRequest) -> None:
         """Any instance type is accepted: the sandbox runs the script, it does not size a VM."""

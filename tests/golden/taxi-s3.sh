@@ -12,10 +12,13 @@ JOB_URI=s3://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef
 MAX_RUNTIME=1800
 LOG_EVERY=5
 S3_ENDPOINT=http://127.0.0.1:9000
+INTERRUPTION=''
+METADATA_URL=''
 ROOT=${RUNNER_VM_ROOT:-/var/lib/runner}
 WORK=$ROOT/work
 LOGS=$ROOT/logs
 TMP=$ROOT/tmp
+CHECKPOINT=$ROOT/checkpoint
 
 STEP=start
 STATE=""
@@ -24,6 +27,7 @@ REASON=""
 STARTED_AT=null
 JOBPID=""
 PUSHER=""
+WATCHER=""
 
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 say() { printf '%s runner: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$LOGS/startup.log"; }
@@ -34,9 +38,16 @@ json_str() {
 }
 
 # --- transfers: one function per direction; the scheme picks the tool baked into the image
-s3() { s5cmd ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
+# s5cmd retries by itself with exponential backoff; 3 keeps an unreachable store from stalling minutes
+s3() { s5cmd --retry-count 3 ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
+# gs: the baked gsutil. On GCE (or with a metadata server named in GCE_METADATA_HOST) it signs in as
+# the VM's service account itself: the guest agent writes that into /etc/boto.cfg, maybe too late.
 gs() {
-  if command -v gcloud >/dev/null; then gcloud storage "$@"; else gsutil -m "$@"; fi
+  local auth=()
+  if [ -n "${GCE_METADATA_HOST:-}" ] || grep -qs Google /sys/class/dmi/id/product_name; then
+    auth=(-o GoogleCompute:service_account=default)
+  fi
+  GCE_METADATA_ROOT=${GCE_METADATA_ROOT:-${GCE_METADATA_HOST:-metadata.google.internal}} gsutil -q "${auth[@]}" "$@"
 }
 # fetch SRC_URI DEST_PATH: one object, or every object below a prefix ending in '/'
 fetch() {
@@ -46,7 +57,7 @@ fetch() {
     file://*) mkdir -p "$(dirname "$dest")" && cp -- "${src#file://}" "$dest" ;;
     s3://*/) mkdir -p "$dest" && s3 cp "$src*" "$dest/" ;;
     s3://*) mkdir -p "$(dirname "$dest")" && s3 cp "$src" "$dest" ;;
-    gs://*/) mkdir -p "$dest" && gs cp -r "$src*" "$dest/" ;;
+    gs://*/) mkdir -p "$dest" && gs -m rsync -r "$src" "$dest/" ;;
     gs://*) mkdir -p "$(dirname "$dest")" && gs cp "$src" "$dest" ;;
     *) echo "unknown URI scheme: $src" >&2; return 2 ;;
   esac
@@ -58,7 +69,7 @@ push() {
     case $dest in
       file://*) d=${dest#file://}; mkdir -p "$d" && cp -R -- "$src/." "$d/" ;;
       s3://*) s3 cp "${src%/}/" "${dest%/}/" ;;
-      gs://*) gs cp -r "${src%/}/*" "${dest%/}/" ;;
+      gs://*) gs -m rsync -r "${src%/}/" "${dest%/}/" ;;
     esac
     return
   fi
@@ -94,11 +105,39 @@ push_logs() {
 log_pusher() {
   while sleep "$LOG_EVERY"; do push_logs; done
 }
+# interruption_notice: prints the cloud's notice that this spot VM is being taken back, if any
+interruption_notice() {
+  local token
+  case $INTERRUPTION in
+    aws)
+      token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$METADATA_URL/latest/api/token") &&
+        curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" "$METADATA_URL/latest/meta-data/spot/instance-action" ;;
+    gcp)
+      [ "$(curl -sf -m 2 -H 'Metadata-Flavor: Google' "$METADATA_URL/computeMetadata/v1/instance/preempted")" = TRUE ] &&
+        echo "instance/preempted is TRUE" ;;
+    *) return 1 ;;
+  esac
+}
+interruption_watcher() {
+  local notice
+  while sleep 2; do
+    if notice=$(interruption_notice); then
+      say "interruption notice: $notice"
+      printf '%s\n' "$notice" > "$TMP/preempted"
+      kill -TERM "$$"
+      return
+    fi
+  done
+}
 
 finish() {
   local rc=$?
   trap - EXIT TERM INT
   [ -n "$PUSHER" ] && kill "$PUSHER" 2>/dev/null
+  [ -n "$WATCHER" ] && kill "$WATCHER" 2>/dev/null
+  if [ -d "$CHECKPOINT" ] && [ -n "$(ls -A "$CHECKPOINT")" ]; then
+    retry 3 push "$CHECKPOINT" "$JOB_URI/checkpoint/" >> "$LOGS/startup.log" 2>&1 || say "could not save the checkpoint"
+  fi
   if [ -z "$STATE" ]; then
     STATE=FAILED
     [ -n "$REASON" ] || REASON="startup script stopped in step '$STEP' (exit $rc)"
@@ -111,13 +150,20 @@ finish() {
   exit 0
 }
 on_term() {
-  REASON="the machine is shutting down (SIGTERM) in step '$STEP'"
-  [ -n "$JOBPID" ] && kill -TERM -- "-$JOBPID" 2>/dev/null
+  if [ -e "$TMP/preempted" ]; then
+    STATE=PREEMPTED; REASON="spot interruption in step '$STEP': $(head -c 300 "$TMP/preempted")"
+  else
+    REASON="the machine is shutting down (SIGTERM) in step '$STEP'"
+  fi
+  if [ -n "$JOBPID" ]; then
+    kill -TERM -- "-$JOBPID" 2>/dev/null
+    wait "$JOBPID" 2>/dev/null
+  fi
   exit 143
 }
 fail() { REASON=$1; exit 1; }
 
-mkdir -p "$WORK" "$LOGS" "$TMP"
+mkdir -p "$WORK" "$LOGS" "$TMP" "$CHECKPOINT"
 trap finish EXIT
 trap on_term TERM INT
 
@@ -128,6 +174,7 @@ STARTED_AT=$(json_str "$(now)")
 say "job $JOB_ID starting on $(hostname)"
 write_status RUNNING
 log_pusher & PUSHER=$!
+[ -n "$INTERRUPTION" ] && { interruption_watcher & WATCHER=$!; }
 
 STEP=pull
 say "pulling code and 2 input(s)"
@@ -142,10 +189,13 @@ for n in "${!pids[@]}"; do
   fi
 done
 tar -xzf "$TMP/code.tar.gz" -C "$WORK" || fail "could not unpack the job's code"
+if fetch "$JOB_URI/checkpoint/" "$CHECKPOINT" > "$TMP/pull-checkpoint.log" 2>&1; then
+  say "restored the checkpoint of an earlier attempt"
+fi
 
 STEP=run
 cd "$WORK" || fail "no work dir $WORK"
-export RUNNER_JOB_ID=$JOB_ID RUNNER_WORK_DIR=$WORK PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+export RUNNER_JOB_ID=$JOB_ID RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
 export NASTY='it'"'"'s "quoted" $(rm -rf /) `id` $HOME \ 
  second line ü ✓'
 export THREADS=8
@@ -159,6 +209,8 @@ JOBPID=""
 EXIT_CODE=$rc
 if [ "$(( $(date +%s) - T0 ))" -ge "$MAX_RUNTIME" ] && { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }; then
   STATE=TIMED_OUT; REASON="ran past max runtime ($MAX_RUNTIME s) and was stopped"
+elif [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then
+  REASON="the job was killed by signal $((rc - 128)) (SIG$(kill -l $((rc - 128))))"
 elif [ "$rc" -ne 0 ]; then
   REASON="the job exited with code $rc"
 fi

@@ -1,0 +1,57 @@
+"""A fake cloud metadata server on 127.0.0.1: AWS IMDSv2 and GCE, with a switch for a spot notice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeMetadata:
+    """`url` to point the startup script at; `interrupt()` makes both clouds announce preemption."""
+
+    def __init__(self) -> None:
+        self.interrupted = threading.Event()
+        self.requests: list[str] = []
+        meta = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, body: str = "") -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def do_PUT(self):  # noqa: N802 (http.server's naming)
+                meta.requests.append(f"PUT {self.path}")
+                if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    return self._send(200, "token-123")
+                self._send(400)
+
+            def do_GET(self):  # noqa: N802
+                meta.requests.append(f"GET {self.path}")
+                if self.path == "/latest/meta-data/spot/instance-action":
+                    if self.headers.get("X-aws-ec2-metadata-token") != "token-123":
+                        return self._send(401)
+                    if meta.interrupted.is_set():
+                        return self._send(200, json.dumps({"action": "terminate", "time": "2026-11-21T12:00:00Z"}))
+                    return self._send(404)
+                if self.path == "/computeMetadata/v1/instance/preempted":
+                    if self.headers.get("Metadata-Flavor") != "Google":
+                        return self._send(403)
+                    return self._send(200, "TRUE" if meta.interrupted.is_set() else "FALSE")
+                self._send(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
