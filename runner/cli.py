@@ -39,6 +39,7 @@ def spec_options(f):
         click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend (default: job.yaml's cloud, $RUNNER_CLOUD, or sandbox)."),
         click.option("--type", "instance_type", metavar="TYPE", help="Instance type, e.g. c6i.32xlarge, n2-standard-64, local-2x4."),
         click.option("--spot/--on-demand", default=None, help="Spot/preemptible, or on-demand (default: job.yaml's spot)."),
+        click.option("--spot-fallback/--no-spot-fallback", default=None, help="If no zone has spot capacity, launch on-demand (default: job.yaml, then config)."),
         click.option("--image", metavar="ID", help="Image to boot (default: the newest baked by `make image`)."),
         click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable for the job (repeatable)."),
         click.option("--max-runtime", metavar="DUR", help="Stop the job after DUR (90s, 30m, 2h) and power off."),
@@ -96,7 +97,8 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
     p = _plan(job_dir, cloud, env, **flags)
     if dry_run:
         summary = p.summary()
-        click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>16}: {v}" for k, v in summary.items()))
+        width = max(map(len, summary))
+        click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {v}" for k, v in summary.items()))
         return
     inst = launcher.launch(p)
     if not as_json:
@@ -149,6 +151,12 @@ def logs(job_id, follow, show_all):
         watch.wait(store, job_id, follow=True)
     else:
         watch.print_log(store, job_id, 0, sys.stdout)
+        inst = watch.instance_of(store, job_id)
+        if not show_all and inst and not store.exists(jobs.job_key(job_id, "logs", "job.log")):
+            from runner.providers import get_provider
+
+            click.echo(f"(no job.log in the store yet; the console of {inst.id}:)", err=True)
+            click.echo(get_provider(inst.cloud).console_output(inst), nl=False)
     if show_all:
         for name in ("startup.log", "console.log"):
             click.echo(f"==> {name} <==")
@@ -205,8 +213,9 @@ def cancel(job_id):
         click.echo(f"{job_id} already ended: {st.state}", err=True)
         return
     inst = watch.instance_of(store, job_id)
-    if inst:
-        get_provider(inst.cloud).terminate(inst)
+    provider = get_provider(inst.cloud if inst else jobs.read_json(store, job_id, "job.json")["cloud"])
+    for vm in [inst] if inst else provider.find({"runner-job": job_id}):  # no instance.json: by its tag
+        provider.terminate(vm)
     last = jobs.read_status(store, job_id)
     jobs.write_status(store, job_id, jobs.Status(
         jobs.CANCELLED, exit_code=last.exit_code, reason="cancelled by `runner cancel`",
@@ -238,3 +247,19 @@ def outputs(job_id, dest):
         click.echo(g)
     if not got:
         raise NotFoundError(f"{job_id} has no outputs in the store; see `runner status {job_id}` and `runner logs {job_id}`")
+
+
+@main.command()
+@click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend to check (default: $RUNNER_CLOUD or config).")
+def doctor(cloud):
+    """Check the setup for a cloud (credentials, store, image, network); launches nothing."""
+    from runner import config
+    from runner.providers import get_provider
+
+    provider = get_provider(cloud or config.default_cloud())
+    checks = provider.doctor() if hasattr(provider, "doctor") else []
+    for ok, what, detail in checks:
+        click.secho(f"{'OK' if ok else 'FAIL':<4} {what:<16} {detail}", fg="green" if ok else "red")
+    if not checks:
+        click.echo(f"nothing to check for {provider.name}: it needs no account")
+    sys.exit(0 if all(ok for ok, _, _ in checks) else 1)

@@ -1,4 +1,4 @@
-"""Where local state lives and which store holds the job records; environment variables only."""
+"""Where local state lives and which store holds the job records (environment, then runner.settings)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ def home() -> Path:
 
 
 def store_uri() -> str:
-    """$RUNNER_STORE (a URI), or the file:// store under $RUNNER_HOME."""
-    uri = os.environ.get("RUNNER_STORE", "").strip()
+    """$RUNNER_STORE (a URI), the config file's `store`, or the file:// store under $RUNNER_HOME."""
+    from runner import settings
+
+    uri = str(settings.get("store") or "").strip()
     return uri.rstrip("/") if uri else f"file://{home() / 'store'}"
 
 
 def default_cloud() -> str:
-    """$RUNNER_CLOUD, or the local default."""
-    return os.environ.get("RUNNER_CLOUD", "").strip() or DEFAULT_CLOUD
+    """$RUNNER_CLOUD, the config file's `cloud`, or the local default."""
+    from runner import settings
+
+    return str(settings.get("cloud") or "").strip() or DEFAULT_CLOUD

@@ -35,11 +35,13 @@ class Plan:
 
     def summary(self) -> dict:
         r = self.request
-        return {
+        summary = {
             "job_id": self.job_id, "state": "DRY_RUN", "cloud": self.cloud, "store": self.store.uri(),
             "instance_type": r.instance_type, "spot": r.spot, "disk_gb": r.disk_gb,
             "max_runtime_s": r.max_runtime, "image": r.image, "user_data_bytes": len(r.user_data.encode()),
         }
+        quote = getattr(get_provider(self.cloud), "quote", None)  # a cloud adds its prices and zones
+        return {**summary, **quote(r)} if quote else summary
 
 
 def pack(job_dir: Path) -> bytes:
@@ -69,12 +71,13 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
     store = open_store(config.store_uri())
     job_id = jobs.new_job_id(spec.name)
     user_data = render_startup(
-        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", "")
+        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
+        interruption=provider.interruption, metadata_url=provider.metadata_url,
     )
     request = LaunchRequest(
         job_id=job_id, user_data=user_data, instance_type=spec.instance_type or provider.default_instance_type,
         spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
-        region=spec.region, zone=spec.zone, tags={"runner-job": job_id},
+        region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
     )
     provider.check_request(request)
     return Plan(spec, job_dir, job_id, cloud, store, request)

@@ -64,6 +64,7 @@ class JobSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     instance_type: str | None = None
     spot: bool = False
+    spot_fallback: bool | None = Field(None, description="on-demand if no zone has spot capacity (default: config)")
     region: str | None = None
     zone: str | None = None
     disk_gb: int = Field(50, ge=8, le=16384)

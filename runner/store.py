@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runner.errors import NotFoundError, SpecError, StoreError
+from runner.errors import AuthError, NotFoundError, SpecError, StoreError
 
 SCHEMES = ("file", "s3", "gs")
 
@@ -228,15 +228,24 @@ class GCSStore(Store):
     def __init__(self, root: str) -> None:
         super().__init__(root)
         _, bucket, self.prefix = split_uri(root)
+        from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage  # imported only when a gs:// store is used
 
-        self.bucket = storage.Client().bucket(bucket)
+        try:
+            self.bucket = storage.Client().bucket(bucket)
+        except DefaultCredentialsError:
+            raise AuthError(
+                f"{root}: no Google credentials (Application Default Credentials) found; run "
+                "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file"
+            ) from None
 
     def _blob(self, key: str):
         return self.bucket.blob(join(self.prefix, key))
 
     def _call(self, key: str, fn, *args):
         from google.api_core import exceptions as gexc
+        from google.auth.exceptions import GoogleAuthError
+        from requests import RequestException
 
         try:
             return fn(*args)
@@ -246,6 +255,10 @@ class GCSStore(Store):
             raise StoreError(f"{self.uri(key)}: permission denied: {e.message}") from None
         except gexc.GoogleAPIError as e:
             raise StoreError(f"{self.uri(key)}: {e}") from None
+        except GoogleAuthError as e:
+            raise AuthError(f"{self.uri(key)}: the Google credentials were refused ({e}); run `gcloud auth application-default login`") from None
+        except RequestException as e:
+            raise StoreError(f"{self.uri(key)}: cannot reach GCS ({e})") from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(key, self._blob(key).upload_from_string, data)
@@ -263,6 +276,17 @@ class GCSStore(Store):
         strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
         blobs = self._call(prefix, lambda: list(self.bucket.client.list_blobs(self.bucket, prefix=join(self.prefix, prefix))))
         return sorted(b.name[strip:] for b in blobs)
+
+    def children(self, prefix: str) -> list[str]:
+        full = join(self.prefix, prefix).rstrip("/") + "/"
+
+        def names() -> set[str]:
+            pages = self.bucket.client.list_blobs(self.bucket, prefix=full, delimiter="/")
+            for _ in pages:  # the prefixes fill in as the pages are read
+                pass
+            return set(pages.prefixes)
+
+        return sorted(p[len(full):].rstrip("/") for p in self._call(prefix, names))
 
     def upload(self, path: Path, key: str) -> None:
         self._call(key, self._blob(key).upload_from_filename, str(path))

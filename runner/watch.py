@@ -36,10 +36,10 @@ def instance_of(store: Store, job_id: str) -> Instance | None:
         return None
 
 
-def refresh(store: Store, job_id: str) -> jobs.Status:
-    """The job's status, reconciled with its VM: a VM gone without a final status is LOST."""
+def refresh(store: Store, job_id: str, check_vm: bool = True) -> jobs.Status:
+    """The job's status, reconciled with its VM (when `check_vm`): a VM gone without a final status is LOST."""
     status = jobs.read_status(store, job_id)
-    if status.final:
+    if status.final or not check_vm:
         return status
     inst = instance_of(store, job_id)
     if inst is None:
@@ -71,9 +71,14 @@ def print_log(store: Store, job_id: str, offset: int, out: TextIO, name: str = "
 
 def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdout, poll: float = 0.5) -> jobs.Status:
     """Block until the job reaches a final state, printing its log as it grows when `follow`."""
-    offset = 0
+    offset, next_check, every = 0, 0.0, None
     while True:
-        status = refresh(store, job_id)
+        now = time.monotonic()
+        status = refresh(store, job_id, check_vm=now >= next_check)
+        if now >= next_check:  # ask the cloud at most every `state_every` seconds; the store every poll
+            if every is None and (inst := instance_of(store, job_id)):
+                every = float(getattr(get_provider(inst.cloud), "state_every", 0.0))
+            next_check = now + (every or 0.0)
         if follow:
             offset = print_log(store, job_id, offset, out)
         if status.final:

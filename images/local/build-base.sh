@@ -6,6 +6,7 @@
 #   base.qcow2    whole-disk ext4 labelled "root" (no partition table): root=LABEL=root
 #   vmlinuz, initrd.img, cmdline   for QEMU direct kernel boot (-kernel/-initrd/-append)
 #   dpkg-status   the image's installed package set, so the host can fetch exactly the missing .debs
+# cloud-init: NoCloud only, locale module off (no "locales" package; LANG=C.UTF-8), ed25519/ecdsa keys.
 # Network: only mmdebstrap's apt talks to the Debian mirror. Env: MIRROR, SECURITY_MIRROR, SIZE.
 # shellcheck disable=SC2016  # "$1" in the hooks is expanded by mmdebstrap, not by this shell
 set -euo pipefail
@@ -43,6 +44,7 @@ mmdebstrap --variant=minbase --mode=root --skip=output/dev \
   --customize-hook='printf "%s\n" "LABEL=root / ext4 defaults,errors=remount-ro 0 1" "runner-store /mnt/runner-store virtiofs nofail,x-systemd.device-timeout=5s 0 0" > "$1/etc/fstab"' \
   --customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d" && printf "datasource_list: [ NoCloud, None ]\n" > "$1/etc/cloud/cloud.cfg.d/90-runner-datasource.cfg"' \
   --customize-hook='printf "ssh_genkeytypes: [ed25519, ecdsa]\n" > "$1/etc/cloud/cloud.cfg.d/91-runner-ssh-keys.cfg"' \
+  --customize-hook='printf "locale: false\n" > "$1/etc/cloud/cloud.cfg.d/92-runner-locale.cfg" && echo LANG=C.UTF-8 > "$1/etc/default/locale"' \
   --customize-hook='printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/80-dhcp.network"' \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd.service' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/systemd-networkd-wait-online.service.d" && printf "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=10\n" > "$1/etc/systemd/system/systemd-networkd-wait-online.service.d/override.conf"' \

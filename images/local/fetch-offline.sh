@@ -38,13 +38,19 @@ TARGET=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp31
 for minor in $(seq 5 36); do TARGET+=(--platform "manylinux_2_${minor}_x86_64"); done   # glibc <= 2.36 (bookworm)
 PIP=("$PYTHON" -m pip --disable-pip-version-check)
 
-echo "== downloads: wheels (sdist-only packages built here: ${SDIST_ONLY[*]})"
-"${PIP[@]}" wheel -q --no-deps --prefer-binary --find-links "$CACHE/built" -w "$CACHE/built" "${PINS[@]}" "${SDIST_ONLY[@]}"
-"${PIP[@]}" download -q "${TARGET[@]}" --find-links "$CACHE/built" -d "$CACHE/wheels" "${PINS[@]}" "${REQS[@]}"
-# copy exactly the resolved set (the cache may hold older versions): a second, index-free resolution
-rm -f "$OUT"/wheels/*.whl
-"${PIP[@]}" download -q "${TARGET[@]}" --no-index --find-links "$CACHE/built" --find-links "$CACHE/wheels" \
-  -d "$OUT/wheels" "${PINS[@]}" "${REQS[@]}"
+from_cache() {   # copy exactly the pinned set out of the caches, without any index
+  rm -f "$OUT"/wheels/*.whl
+  "${PIP[@]}" download -q "${TARGET[@]}" --no-index --find-links "$CACHE/built" --find-links "$CACHE/wheels" \
+    -d "$OUT/wheels" "${PINS[@]}" "${REQS[@]}"
+}
+if [ "$RELOCK" != --relock ] && from_cache 2>/dev/null; then
+  echo "== downloads: wheels: all pinned versions already in $CACHE"
+else
+  echo "== downloads: wheels (sdist-only packages built here: ${SDIST_ONLY[*]})"
+  "${PIP[@]}" wheel -q --no-deps --prefer-binary --find-links "$CACHE/built" -w "$CACHE/built" "${PINS[@]}" "${SDIST_ONLY[@]}"
+  "${PIP[@]}" download -q "${TARGET[@]}" --find-links "$CACHE/built" -d "$CACHE/wheels" "${PINS[@]}" "${REQS[@]}"
+  from_cache
+fi
 if [ "$RELOCK" = --relock ]; then
   {
     echo "# Exact versions of everything in /opt/runner/venv, for local and cloud builds alike."

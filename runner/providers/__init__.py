@@ -8,6 +8,9 @@ from runner.errors import SpecError
 
 PROVIDERS = {
     "sandbox": "runner.providers.sandbox:SandboxProvider",
+    "local": "runner.providers.local:LocalProvider",
+    "aws": "runner.providers.aws:AwsProvider",
+    "gcp": "runner.providers.gcp:GcpProvider",
 }
 
 

@@ -20,6 +20,7 @@ class LaunchRequest:
     region: str | None = None
     zone: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    spot_fallback: bool | None = None  # on-demand when no zone has spot capacity; None: the backend's config
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,17 @@ class InstanceState:
 
 
 class Provider(Protocol):
-    """One backend. Every VM it starts is tagged runner-job=<job id>."""
+    """One backend. Every VM it starts is tagged runner-job=<job id>.
+
+    Optional members: `state_every: float`, the least seconds between state() calls while a job is
+    waited on (for rate-limited cloud APIs; absent: every poll); `quote(req) -> dict`, what
+    `--dry-run` adds (zones, hourly prices, the most the run can cost), read-only.
+    """
 
     name: ClassVar[str]
     default_instance_type: ClassVar[str]
+    interruption: str  # whose spot notice the startup script watches: "aws", "gcp" or ""
+    metadata_url: str  # the metadata server the script asks
 
     def check_request(self, req: LaunchRequest) -> None:
         """Reject values this backend cannot take (instance type, zone) before anything starts."""

@@ -1,0 +1,72 @@
+"""EC2 prices for showing money before it is spent: on-demand list prices from a shipped table
+(runner/data/aws_on_demand.csv, dated), spot prices as EC2 reports them at launch time."""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+TABLE = Path(__file__).parent / "data" / "aws_on_demand.csv"
+SIZE_RE = re.compile(r"^(?:(\d*)xlarge|large|medium|small|micro|nano)$")
+GP3_USD_PER_GB_MONTH = 0.08  # us-east-1 list price; other regions differ by a few cents
+HOURS_PER_MONTH = 730
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[str, dict[tuple[str, str], float]]:
+    """(the 'as of' date from the header, {(region, type): USD/hour})."""
+    text = TABLE.read_text()
+    m = re.search(r"AS OF (\S+)", text)
+    rows = csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
+    return (m[1] if m else "unknown date"), {(r["region"], r["instance_type"]): float(r["usd_per_hour"]) for r in rows}
+
+
+def size_units(size: str) -> float | None:
+    """'large' -> 1, 'xlarge' -> 2, '16xlarge' -> 32, 'medium' -> 0.5; None for 'metal' and the like."""
+    m = SIZE_RE.match(size)
+    if not m:
+        return None
+    if size.endswith("xlarge"):
+        return 2.0 * int(m[1] or 1)
+    return {"large": 1.0, "medium": 0.5, "small": 0.25, "micro": 0.125, "nano": 0.0625}[size]
+
+
+def on_demand(region: str, instance_type: str) -> tuple[float, str] | None:
+    """(USD/hour, where the number comes from), or None when the table has nothing for it."""
+    date, prices = _table()
+    if (region, instance_type) in prices:
+        return prices[(region, instance_type)], f"list price as of {date}"
+    family, _, size = instance_type.partition(".")
+    units = size_units(size)
+    if units is None:
+        return None
+    for (r, t), price in sorted(prices.items()):
+        fam, _, sz = t.partition(".")
+        if r == region and fam == family and size_units(sz):
+            return round(price * units / size_units(sz), 5), f"scaled from {t}'s list price as of {date}"
+    return None
+
+
+def latest_spot(rows: list[dict]) -> dict[str, float]:
+    """describe_spot_price_history rows -> {zone: the newest price}."""
+    newest: dict[str, tuple[datetime, float]] = {}
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    for row in rows:
+        zone, ts = row["AvailabilityZone"], row.get("Timestamp") or epoch
+        if zone not in newest or ts > newest[zone][0]:
+            newest[zone] = (ts, float(row["SpotPrice"]))
+    return {zone: price for zone, (_, price) in newest.items()}
+
+
+def disk_per_hour(disk_gb: int) -> float:
+    return disk_gb * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH
+
+
+def cost(usd_per_hour: float | None, seconds: int, disk_gb: int) -> float | None:
+    """The most a run can cost: the instance and its gp3 root volume for `seconds`."""
+    if usd_per_hour is None:
+        return None
+    return round((usd_per_hour + disk_per_hour(disk_gb)) * seconds / 3600, 4)

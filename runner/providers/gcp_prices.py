@@ -1,0 +1,58 @@
+"""GCE prices for `--dry-run`: on-demand list prices per vCPU and GB-hour (us-central1), dated.
+
+GCE spot prices change up to once a month and have no offline source; the on-demand price is their
+upper bound, so "the most the run can cost" stays true for spot too.
+"""
+
+from __future__ import annotations
+
+import re
+
+AS_OF = "2024-06"
+REGION = "us-central1"
+RATES = {  # machine family: (USD per vCPU-hour, USD per GB-hour), on-demand, us-central1
+    "e2": (0.021811, 0.002923),
+    "n1": (0.031611, 0.004237),
+    "n2": (0.031611, 0.004237),
+    "n2d": (0.027502, 0.003686),
+    "t2d": (0.027502, 0.003686),
+    "c2": (0.03398, 0.00455),
+    "c2d": (0.029563, 0.003959),
+    "c3": (0.03465, 0.003938),
+}
+GB_PER_VCPU = {"standard": 4.0, "highmem": 8.0, "highcpu": 1.0}
+GB_PER_VCPU_BY_FAMILY = {("n1", "standard"): 3.75, ("n1", "highmem"): 6.5, ("n1", "highcpu"): 0.9,
+                         ("c3", "highcpu"): 2.0, ("c2d", "highcpu"): 2.0}
+PD_BALANCED_USD_PER_GB_MONTH = 0.10
+HOURS_PER_MONTH = 730
+TYPE_RE = re.compile(r"^(?P<family>[a-z0-9]+)-(?:(?P<kind>standard|highmem|highcpu)-(?P<cpus>\d+)|custom-(?P<ccpus>\d+)-(?P<mb>\d+))$")
+
+
+def shape(machine_type: str) -> tuple[int, float] | None:
+    """'e2-standard-4' -> (4 vCPUs, 16.0 GB); 'n2-custom-4-16384' -> (4, 16.0); None for others."""
+    m = TYPE_RE.match(machine_type)
+    if not m:
+        return None
+    if m["ccpus"]:
+        return int(m["ccpus"]), int(m["mb"]) / 1024
+    cpus = int(m["cpus"])
+    return cpus, cpus * GB_PER_VCPU_BY_FAMILY.get((m["family"], m["kind"]), GB_PER_VCPU[m["kind"]])
+
+
+def on_demand(region: str, machine_type: str) -> tuple[float, str] | None:
+    """(USD/hour, where the number comes from), or None when the table cannot price the type."""
+    dims = shape(machine_type)
+    rates = RATES.get(machine_type.split("-", 1)[0])
+    if not dims or not rates:
+        return None
+    price = round(dims[0] * rates[0] + dims[1] * rates[1], 6)
+    where = "" if region == REGION else f"; {region} may differ (the table has {REGION} only)"
+    return price, f"{REGION} list price as of {AS_OF}{where}"
+
+
+def cost(usd_per_hour: float | None, seconds: int, disk_gb: int) -> float | None:
+    """The most a run can cost: the VM and its pd-balanced boot disk for `seconds`."""
+    if usd_per_hour is None:
+        return None
+    disk = disk_gb * PD_BALANCED_USD_PER_GB_MONTH / HOURS_PER_MONTH
+    return round((usd_per_hour + disk) * seconds / 3600, 4)

@@ -1,0 +1,188 @@
+"""`runner` as a user and CI run it, as a subprocess, on GCP: FakeGoogle for Compute (reached through
+RUNNER_GCP_ENDPOINT, with a token from its OAuth endpoint) and the GCS emulator for the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli
+from test_gcp import IMAGE, SA, ZONES
+from test_gcp_fakes import PROJECT, gcs, gcs_server, google  # noqa: F401 (fixtures)
+
+
+def rsa_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+@pytest.fixture
+def gcp_cli(google, gcs, monkeypatch, tmp_path):  # noqa: F811
+    """The environment a user on GCP has, every address on 127.0.0.1; -> (fake, storage client, bucket)."""
+    client, bucket = gcs
+    creds = tmp_path / "launcher-key.json"  # a service account key whose token endpoint is the fake's
+    creds.write_text(json.dumps({"type": "service_account", "project_id": PROJECT, "private_key_id": "1",
+                                 "private_key": rsa_pem(), "client_email": f"launcher@{PROJECT}.iam.gserviceaccount.com",
+                                 "client_id": "1", "token_uri": f"{google.url}/token"}))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "manifest.json").write_text(json.dumps({"builds": [
+        {"builder_type": "googlecompute", "artifact_id": IMAGE, "build_time": 1}]}))
+    google.add_image(IMAGE)
+    for var in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "CLOUDSDK_COMPUTE_ZONE", "RUNNER_GCP_NETWORK",
+                "RUNNER_GCP_SUBNETWORK", "RUNNER_GCP_EXTERNAL_IP", "RUNNER_GCP_SPOT_FALLBACK"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in {
+        "RUNNER_STORE": f"gs://{bucket}/runner", "RUNNER_GCP_PROJECT": PROJECT, "RUNNER_GCP_ZONES": ZONES,
+        "RUNNER_GCP_SERVICE_ACCOUNT": SA, "RUNNER_GCP_ENDPOINT": google.url, "RUNNER_IMAGES": str(tmp_path / "images"),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(creds), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        # anything that looks for a metadata server finds the fake's
+        "GCE_METADATA_HOST": google.url.removeprefix("http://"), "GCE_METADATA_IP": google.url.removeprefix("http://"),
+    }.items():
+        monkeypatch.setenv(k, v)
+    return google, client, bucket
+
+
+def launch_json(job_dir, *args) -> dict:
+    r = run_cli("launch", str(job_dir), "--cloud", "gcp", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def status(job_id: str) -> dict:
+    r = run_cli("status", job_id, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_launch_then_vm_gone_without_status_is_lost(gcp_cli, make_job):
+    google, _, _ = gcp_cli
+    out = launch_json(make_job({"name": "lost", "command": "sleep 600", "spot": True}))
+    [(zone, name)] = google.instances
+    assert name == out["instance"] and zone == "us-central1-a"
+    auth = {r["auth"] for r in google.log if r["path"].startswith("/compute")}
+    assert len(auth) == 1 and auth.pop().startswith("Bearer ")  # the key's token (or a JWT it signed itself)
+    assert status(out["job_id"])["state"] == "PROVISIONING"  # the VM runs; nothing written yet
+    del google.instances[(zone, name)]  # behind the job's back
+    st = status(out["job_id"])
+    assert st["state"] == "LOST" and "never wrote a final status" in st["reason"]
+    assert out["job_id"] in run_cli("status").stdout
+
+
+def test_preempted_spot_vm_is_preempted(gcp_cli, make_job):
+    google, _, _ = gcp_cli
+    out = launch_json(make_job({"name": "preempted", "command": "sleep 600", "spot": True}))
+    google.preempt("us-central1-a", out["instance"])
+    st = status(out["job_id"])
+    assert st["state"] == "PREEMPTED" and "preempted spot VM" in st["reason"]
+
+
+def test_stopped_vms_are_deleted(gcp_cli, make_job):
+    """A guest power-off only stops a GCE VM: whatever the VM's own shutdown-script missed goes here."""
+    google, client, bucket = gcp_cli
+    d = make_job({"name": "stopped", "command": "true"})
+    a = launch_json(d)
+    google.instances[("us-central1-a", a["instance"])]["status"] = "TERMINATED"
+    st = status(a["job_id"])  # no final status: LOST, and the stopped VM is deleted
+    assert st["state"] == "LOST" and not google.instances
+    b = launch_json(d)
+    google.instances[("us-central1-a", b["instance"])]["status"] = "TERMINATED"
+    client.bucket(bucket).blob(f"runner/jobs/{b['job_id']}/status.json").upload_from_string(json.dumps({"state": "SUCCEEDED"}))
+    assert status(b["job_id"])["state"] == "SUCCEEDED"  # final: nobody asks GCE about it again ...
+    c = launch_json(d)  # ... but the next launch sweeps it
+    assert list(google.instances) == [("us-central1-a", c["instance"])]
+
+
+def test_cancel_deletes_the_vm_and_marks_cancelled(gcp_cli, make_job):
+    google, client, bucket = gcp_cli
+    d = make_job({"name": "cancelme", "command": "sleep 600"})
+    out = launch_json(d)
+    r = run_cli("cancel", out["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert not google.instances and status(out["job_id"])["state"] == "CANCELLED"
+    assert "already ended" in run_cli("cancel", out["job_id"]).stderr
+    # a launcher that died before recording instance.json: cancel finds the VM by its label
+    out = launch_json(d)
+    client.bucket(bucket).blob(f"runner/jobs/{out['job_id']}/instance.json").delete()
+    assert run_cli("cancel", out["job_id"]).returncode == 0
+    assert not google.instances
+
+
+def test_logs_fall_back_to_the_serial_console(gcp_cli, make_job):
+    google, client, bucket = gcp_cli
+    out = launch_json(make_job({"name": "console", "command": "true"}))
+    google.console[out["instance"]] = "cloud-init: running user-data\n"
+    r = run_cli("logs", out["job_id"])
+    assert r.returncode == 0 and r.stdout == "cloud-init: running user-data\n", r.stderr
+    assert f"the console of {out['instance']}" in r.stderr
+    client.bucket(bucket).blob(f"runner/jobs/{out['job_id']}/logs/job.log").upload_from_string(b"the job's own log\n")
+    assert run_cli("logs", out["job_id"]).stdout == "the job's own log\n"
+
+
+def test_no_capacity_anywhere_fails_clearly_and_is_recorded(gcp_cli, make_job):
+    google, _, _ = gcp_cli
+    google.insert_errors = {z: [("op", "ZONE_RESOURCE_POOL_EXHAUSTED", "not enough resources")] for z in ZONES.split(",")}
+    r = run_cli("launch", str(make_job({"name": "full", "command": "true", "spot": True})), "--cloud", "gcp", "--wait")
+    assert r.returncode == 69 and "could not start a e2-standard-4 in us-central1-a, us-central1-b, us-central1-c" in r.stderr
+    rows = json.loads(run_cli("status", "--json").stdout)
+    assert rows[0]["state"] == "FAILED" and "launch failed" in rows[0]["reason"]
+
+
+def test_missing_credentials_are_an_auth_error(gcp_cli, make_job, tmp_path):
+    r = run_cli("launch", str(make_job({"name": "noauth", "command": "true"})), "--cloud", "gcp",
+                env={"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")})
+    assert r.returncode == 69 and "gcloud auth application-default login" in r.stderr and "capacity" not in r.stderr
+
+
+def test_bad_flags_create_nothing(gcp_cli, make_job):
+    google, client, bucket = gcp_cli
+    d = make_job({"name": "good", "command": "true"})
+    r = run_cli("launch", str(d), "--cloud", "gcp", "--type", "m6i.large")
+    assert r.returncode == 2 and "'m6i.large' is not a GCE machine type" in r.stderr
+    r = run_cli("launch", str(d), "--cloud", "gcp", env={"RUNNER_STORE": ""})
+    assert r.returncode == 2 and "set RUNNER_STORE=gs://bucket/prefix" in r.stderr
+    assert not google.inserts() and not list(client.list_blobs(bucket))
+    r = run_cli("launch", str(d), "--cloud", "gcp", "--disk-gb", "10")  # needs the image: checked at launch
+    assert r.returncode == 2 and "smaller than image" in r.stderr and not google.inserts()
+
+
+def test_dry_run_prints_zones_prices_and_cost(gcp_cli, make_job):
+    google, client, bucket = gcp_cli
+    d = make_job({"name": "priced", "command": "true", "spot": True, "max_runtime": "1h"})
+    r = run_cli("launch", str(d), "--cloud", "gcp", "--dry-run", "--spot-fallback")
+    assert r.returncode == 0, r.stderr
+    assert "attempts: spot in us-central1-a, then spot in us-central1-b" in r.stdout
+    assert "then standard in us-central1-c" in r.stdout
+    plan = json.loads(run_cli("launch", str(d), "--cloud", "gcp", "--dry-run", "--json").stdout)
+    assert plan["on_demand_usd_per_hour"] == 0.134012 and plan["max_cost_on_demand_usd"] is None
+    assert plan["max_cost_spot_usd"] == pytest.approx((0.134012 + 50 * 0.10 / 730) * 4500 / 3600, abs=1e-4)
+    assert IMAGE in plan["image"] and "standard" not in plan["attempts"]
+    assert not google.inserts() and not list(client.list_blobs(bucket))
+
+
+def test_doctor_checks_the_setup_and_names_fixes(gcp_cli):
+    google, _, bucket = gcp_cli
+    r = run_cli("doctor", "--cloud", "gcp")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["OK"] * 8
+    assert PROJECT in r.stdout and f"gs://{bucket}/runner" in r.stdout and IMAGE in r.stdout and "Cloud NAT" in r.stdout
+    google.instances[("us-central1-b", "runner-old")] = {"name": "runner-old", "status": "TERMINATED", "labels": {"runner-job": "x"}}
+    r = run_cli("doctor", "--cloud", "gcp", env={"RUNNER_GCP_SERVICE_ACCOUNT": "", "RUNNER_STORE": "s3://b/x"})
+    assert r.returncode == 1
+    fails = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("FAIL")}
+    assert fails == {"store", "service", "stopped"}
+    assert "us-central1-b/runner-old" in r.stdout and "RUNNER_GCP_SERVICE_ACCOUNT" in r.stdout
+
+
+def test_non_gcp_commands_never_import_the_gcp_client(make_job):
+    r = run_cli("launch", str(make_job({"name": "local", "command": "true"})), "--cloud", "sandbox", "--wait")
+    assert r.returncode == 0, r.stderr
+    code = ("import sys; from click.testing import CliRunner; from runner.cli import main;"
+            "r = CliRunner().invoke(main, ['status']); assert r.exit_code == 0, r.output;"
+            "print(sorted(m for m in sys.modules if m.startswith(('google.cloud', 'google.api_core'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,65 @@
+"""A real VM: the baked local image booted under QEMU runs the taxi job and powers itself off."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+from taxi_reference import expected_rows, make_data, reference_counts
+
+pytestmark = pytest.mark.vm
+IMAGES = Path(os.environ.get("RUNNER_TEST_IMAGES") or Path.home() / ".cache" / "runner-test-images")
+
+
+@pytest.fixture(scope="session")
+def local_image():
+    """The local image, built once (`make image`) when this machine has none yet."""
+    from runner import images
+
+    os.environ["RUNNER_IMAGES"] = str(IMAGES)
+    if not images.from_manifest("qemu") or not Path(images.from_manifest("qemu")).is_file():
+        subprocess.run(["make", "image", "CLOUD=local"], cwd=ROOT, check=True, env={**os.environ, "RUNNER_IMAGES": str(IMAGES)})
+    return images.local_image(None)
+
+
+@pytest.fixture
+def vm_env(local_image, monkeypatch):
+    monkeypatch.setenv("RUNNER_IMAGES", str(IMAGES))
+    return {"RUNNER_IMAGES": str(IMAGES)}
+
+
+def test_taxi_in_a_real_vm(vm_env, runner_home, tmp_path):
+    data = runner_home / "store" / "data" / "nyc-taxi"
+    make_data.generate(data, files=4, rows=20000, seed=11, fmt="both")
+    r = run_cli("launch", str(ROOT / "jobs" / "taxi"), "--cloud", "local", "--type", "local-2x4", "--wait", "--json",
+                timeout=900)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    job_id = job["job_id"]
+    assert job["state"] == "SUCCEEDED" and job["exit_code"] == 0
+    out = tmp_path / "out"
+    assert run_cli("outputs", job_id, str(out)).returncode == 0
+    rows = list(csv.reader((out / "passenger_counts.csv").read_text().splitlines()))
+    assert rows[0] == ["passenger_count", "trips"] and rows[1:] == expected_rows(reference_counts(data))
+    logs = run_cli("logs", job_id, "--all").stdout
+    assert "taxi: 4 trip files" in logs  # the job's own output
+    assert "==> console.log <==" in logs and "Linux version" in logs  # the VM's serial console
+    assert "reboot: Power down" in logs  # the guest powered itself off ...
+    inst = json.loads((runner_home / "store" / "jobs" / job_id / "instance.json").read_text())
+    host_log = (Path(inst["data"]["dir"]) / "host.log").read_text()
+    assert "qemu exited with code 0" in host_log  # ... and QEMU exited
+    assert not (Path(inst["data"]["dir"]) / "disk.qcow2").exists()
+
+
+def test_failing_job_in_a_real_vm(vm_env, runner_home, make_job):
+    d = make_job({"name": "vmfail", "command": "echo from the vm; python3 -c 'import duckdb, sys; sys.exit(5)'"})
+    r = run_cli("launch", str(d), "--cloud", "local", "--wait", "--json", timeout=900)
+    assert r.returncode == 5, r.stderr
+    job = json.loads(r.stdout)
+    assert job["state"] == "FAILED" and job["exit_code"] == 5
+    assert run_cli("logs", job["job_id"]).stdout == "from the vm\n"
