@@ -225,6 +225,36 @@ def cancel(job_id):
 
 
 @main.command()
+@click.option("--cloud", "clouds", multiple=True, type=click.Choice(["sandbox", "local", "aws", "gcp"]),
+              help="Backend to sweep (repeatable; default: sandbox and local).")
+@click.option("--yes", is_flag=True, help="Terminate what is found (without it: only list).")
+def gc(clouds, yes):
+    """Find runner's VMs whose job ended, is unknown, or is past its deadline; terminate them with --yes.
+
+    Run it from cron or CI (`runner gc --cloud aws --yes`): nothing bills forever, even when
+    the machine that launched a job died.
+    """
+    from runner.gc import find_strays
+    from runner.providers import get_provider
+
+    store = _store()
+    found = 0
+    for cloud in clouds or ("sandbox", "local"):
+        provider = get_provider(cloud)
+        for stray in find_strays(store, provider):
+            found += 1
+            inst = stray.instance
+            verb = "terminating" if yes else "would terminate"
+            click.echo(f"{verb} {cloud} {inst.id} ({inst.job_id}): {stray.why}")
+            if yes:
+                provider.terminate(inst)
+    if not found:
+        click.echo("nothing to sweep", err=True)
+    elif not yes:
+        click.echo(f"{found} VM(s) found; run again with --yes to terminate them", err=True)
+
+
+@main.command()
 @click.argument("job_id")
 @click.argument("dest", type=click.Path(path_type=Path))
 def outputs(job_id, dest):

@@ -7,8 +7,8 @@ Layout (the contract between the launcher and the VM):
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 

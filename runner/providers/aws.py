@@ -353,7 +353,7 @@ class AwsProvider:
     def find(self, tags: Mapping[str, str], region: str | None = None) -> list[Instance]:
         region = region or self.load_settings().region
         ec2 = self.client("ec2", region)
-        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+        filters = [{"Name": "tag-key", "Values": [k]} if v == "*" else {"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "instance-state-name", "Values": list(ALIVE)})
         pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
         found = []

@@ -79,7 +79,7 @@ class Provider(Protocol):
         """Stop and delete the VM; idempotent: gone == done."""
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
-        """Every VM of this backend carrying all of `tags`."""
+        """Every VM of this backend carrying all of `tags`; a value of "*" matches any value of that key."""
 
     def console_output(self, inst: Instance) -> str:
         """The VM's console: the log of last resort ('' when there is none)."""

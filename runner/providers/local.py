@@ -131,7 +131,7 @@ class LocalProvider:
         for f in sorted(self.root.glob("*/instance.json")):
             have = json.loads((f.parent / "tags.json").read_text())
             data = json.loads(f.read_text())
-            if all(have.get(k) == v for k, v in tags.items()) and proc.alive(data):
+            if all(have.get(k) == v or (v == "*" and k in have) for k, v in tags.items()) and proc.alive(data):
                 found.append(Instance(self.name, f"qemu-{data['pid']}", f.parent.name, "localhost", data))
         return found
 

@@ -69,7 +69,7 @@ class SandboxProvider:
         found = []
         for d in sorted(self.root.glob("*/instance.json")):
             have = json.loads((d.parent / "tags.json").read_text())
-            if all(have.get(k) == v for k, v in tags.items()):
+            if all(have.get(k) == v or (v == "*" and k in have) for k, v in tags.items()):
                 data = json.loads(d.read_text())
                 inst = Instance(self.name, f"sandbox-{data['pid']}", d.parent.name, "localhost", data)
                 if proc.alive(data):
