@@ -43,6 +43,9 @@ def spec_options(f):
         click.option("--image", metavar="ID", help="Image to boot (default: the newest baked by `make image`)."),
         click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable for the job (repeatable)."),
         click.option("--max-runtime", metavar="DUR", help="Stop the job after DUR (90s, 30m, 2h) and power off."),
+        click.option("--max-cost", type=float, metavar="USD", help="Stop the job before it costs more than USD (from the hourly price)."),
+        click.option("--retries", type=int, metavar="N", help="Relaunch a preempted spot job up to N times (with --wait)."),
+        click.option("--retry-on-demand/--no-retry-on-demand", default=None, help="Make the last relaunch on-demand."),
         click.option("--disk-gb", type=int, metavar="GB", help="Root disk size in GB."),
         click.option("--region", metavar="R", help="Cloud region."),
         click.option("--zone", metavar="Z", help="Cloud zone."),
@@ -111,6 +114,13 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
             click.echo(f"follow it: runner logs {p.job_id} --follow   result: runner status {p.job_id}", err=True)
         return
     status = watch.wait(p.store, p.job_id, follow=follow and not as_json, out=sys.stdout)
+    for attempt in range(2, p.spec.retries + 2):
+        if status.state != "PREEMPTED":
+            break
+        last = attempt == p.spec.retries + 1
+        click.echo(f"{p.job_id}: preempted; relaunching (attempt {attempt} of {p.spec.retries + 1})", err=True)
+        launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
+        status = watch.wait(p.store, p.job_id, follow=follow and not as_json, out=sys.stdout)
     _report(p.job_id, status, as_json)
     sys.exit(watch.exit_code(status))
 
@@ -174,30 +184,43 @@ def logs(job_id, follow, show_all):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
 def status(job_id, as_json, limit):
-    """Show one job's status, or a table of recent jobs, newest first."""
+    """Show one job's status, or a table of recent jobs, newest first, with what each has cost."""
     from runner import jobs, watch
 
     store = _store()
-    if job_id:
-        st = watch.refresh(store, jobs.check_job_id(job_id))
-        if as_json:
-            click.echo(json.dumps({"job_id": job_id, **st.__dict__}))
-        else:
-            for k, v in {"job_id": job_id, **st.__dict__}.items():
-                click.echo(f"{k:>11}: {'' if v is None else v}")
-        return
-    rows = [(j, watch.refresh(store, j)) for j in jobs.list_jobs(store, limit)]
+    ids = [jobs.check_job_id(job_id)] if job_id else jobs.list_jobs(store, limit)
+    rows = []
+    for j in ids:
+        st = watch.refresh(store, j)
+        rows.append({"job_id": j, **st.__dict__, **_cost(store, j, st)})
     if as_json:
-        click.echo(json.dumps([{"job_id": j, **s.__dict__} for j, s in rows]))
-        return
-    if not rows:
+        click.echo(json.dumps(rows[0] if job_id else rows))
+    elif job_id:
+        for k, v in rows[0].items():
+            click.echo(f"{k:>12}: {'' if v is None else v}")
+    elif not rows:
         click.echo(f"no jobs in {store.uri()}; start one with: runner launch jobs/taxi --wait", err=True)
-        return
-    width = max(len(j) for j, _ in rows)
-    click.echo(f"{'JOB':<{width}}  {'STATE':<12} {'EXIT':>4}  {'UPDATED':<20}  REASON")
-    for j, s in rows:
-        code = "" if s.exit_code is None else s.exit_code
-        click.echo(f"{j:<{width}}  {s.state:<12} {code:>4}  {s.updated_at:<20}  {s.reason[:60]}")
+    else:
+        width = max(len(r["job_id"]) for r in rows)
+        click.echo(f"{'JOB':<{width}}  {'STATE':<12} {'EXIT':>4}  {'COST $':>8}  {'UPDATED':<20}  REASON")
+        for r in rows:
+            code = "" if r["exit_code"] is None else r["exit_code"]
+            spent = "-" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+            click.echo(f"{r['job_id']:<{width}}  {r['state']:<12} {code:>4}  {spent:>8}  {r['updated_at']:<20}  {r['reason'][:60]}")
+        known = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
+        click.echo(f"{'total':<{width}}  {'':<12} {'':>4}  {sum(known):>8.4f}  ({len(known)} of {len(rows)} jobs priced)")
+
+
+def _cost(store, job_id, st) -> dict:
+    """The job's hourly price (recorded at launch) and its estimated cost so far."""
+    from runner import cost, jobs
+    from runner.errors import NotFoundError
+
+    try:
+        rate = jobs.read_json(store, job_id, "job.json").get("usd_per_hour")
+    except NotFoundError:
+        rate = None
+    return {"usd_per_hour": rate, "cost_usd": cost.so_far(rate, st.started_at, st.ended_at)}
 
 
 @main.command()

@@ -7,10 +7,10 @@ import io
 import os
 import socket
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from runner import config, jobs
+from runner import config, cost, jobs
 from runner.errors import RunnerError, SpecError
 from runner.providers import get_provider
 from runner.providers.base import Instance, LaunchRequest
@@ -32,6 +32,7 @@ class Plan:
     cloud: str
     store: Store
     request: LaunchRequest
+    usd_per_hour: float | None = None
 
     def summary(self) -> dict:
         r = self.request
@@ -39,6 +40,7 @@ class Plan:
             "job_id": self.job_id, "state": "DRY_RUN", "cloud": self.cloud, "store": self.store.uri(),
             "instance_type": r.instance_type, "spot": r.spot, "disk_gb": r.disk_gb,
             "max_runtime_s": r.max_runtime, "image": r.image, "user_data_bytes": len(r.user_data.encode()),
+            "usd_per_hour": self.usd_per_hour,
         }
         quote = getattr(get_provider(self.cloud), "quote", None)  # a cloud adds its prices and zones
         return {**summary, **quote(r)} if quote else summary
@@ -70,17 +72,23 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
     provider = get_provider(cloud)
     store = open_store(config.store_uri())
     job_id = jobs.new_job_id(spec.name)
-    user_data = render_startup(
-        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
-        interruption=provider.interruption, metadata_url=provider.metadata_url,
-    )
     request = LaunchRequest(
-        job_id=job_id, user_data=user_data, instance_type=spec.instance_type or provider.default_instance_type,
+        job_id=job_id, user_data="", instance_type=spec.instance_type or provider.default_instance_type,
         spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
         region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
     )
     provider.check_request(request)
-    return Plan(spec, job_dir, job_id, cloud, store, request)
+    usd_per_hour = cost.hourly_price(provider, request)
+    if spec.max_cost:
+        limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, request.instance_type)
+        if limit and limit < spec.max_runtime:
+            spec = spec.model_copy(update={"max_runtime": limit})
+    user_data = render_startup(
+        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
+        interruption=provider.interruption, metadata_url=provider.metadata_url,
+    )
+    request = replace(request, user_data=user_data, max_runtime=spec.max_runtime)
+    return Plan(spec, job_dir, job_id, cloud, store, request, usd_per_hour)
 
 
 def launch(p: Plan) -> Instance:
@@ -91,10 +99,12 @@ def launch(p: Plan) -> Instance:
         "job_id": job_id, "cloud": p.cloud, "spec": p.spec.model_dump(), "job_dir": str(p.job_dir),
         "instance_type": p.request.instance_type, "spot": p.request.spot, "created_at": jobs.utcnow(),
         "launched_by": f"{getpass.getuser()}@{socket.gethostname()}",
-        "outputs": output_uris(p.spec, store.uri(), job_id),
+        "outputs": output_uris(p.spec, store.uri(), job_id), "usd_per_hour": p.usd_per_hour,
+        "request": {k: v for k, v in asdict(p.request).items() if k != "user_data"},
     }
     jobs.write_json(store, job_id, "job.json", record)
     store.put_bytes(jobs.job_key(job_id, "code.tar.gz"), code)
+    store.put_bytes(jobs.job_key(job_id, "user-data"), p.request.user_data.encode())
     jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING))
     try:
         inst = get_provider(p.cloud).launch(p.request)
@@ -102,4 +112,28 @@ def launch(p: Plan) -> Instance:
         jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}"))
         raise
     jobs.write_json(store, job_id, "instance.json", inst.to_json())
+    return inst
+
+
+def relaunch(store: Store, job_id: str, attempt: int, on_demand: bool = False) -> Instance:
+    """A new VM for a preempted job: the same script and store folder, so it resumes from its checkpoint."""
+    record = jobs.read_json(store, job_id, "job.json")
+    saved = record["request"]
+    request = LaunchRequest(**{
+        **saved, "user_data": store.get_bytes(jobs.job_key(job_id, "user-data")).decode(),
+        "spot": saved["spot"] and not on_demand,
+    })
+    for key in store.list(jobs.job_key(job_id, "logs") + "/"):  # keep the earlier attempt's logs
+        name = key.rsplit("/", 1)[1]
+        if "/logs/attempt-" not in key:
+            store.put_bytes(jobs.job_key(job_id, "logs", f"attempt-{attempt - 1}", name), store.get_bytes(key))
+    jobs.write_json(store, job_id, "instance.json", {"relaunching": attempt})  # no VM to reconcile with yet
+    how = "on-demand" if saved["spot"] and on_demand else ("spot" if saved["spot"] else "on-demand")
+    jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING, reason=f"attempt {attempt} ({how}) after a preemption"))
+    try:
+        inst = get_provider(record["cloud"]).launch(request)
+    except RunnerError as e:
+        jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"relaunch {attempt} failed: {e}"))
+        raise
+    jobs.write_json(store, job_id, "instance.json", {**inst.to_json(), "attempt": attempt})
     return inst

@@ -69,6 +69,9 @@ class JobSpec(BaseModel):
     zone: str | None = None
     disk_gb: int = Field(50, ge=8, le=16384)
     max_runtime: int = Field(2 * 3600, description="seconds; accepts 90s, 30m, 2h, 1h30m")
+    max_cost: float | None = Field(None, gt=0, description="USD; becomes a runtime limit from the hourly price")
+    retries: int = Field(0, ge=0, le=10, description="relaunches after a spot preemption")
+    retry_on_demand: bool = Field(False, description="make the last relaunch on-demand")
     image: str | None = None
     cloud: Literal["sandbox", "local", "aws", "gcp"] | None = None
 

@@ -31,9 +31,10 @@ def exit_code(status: jobs.Status) -> int:
 
 def instance_of(store: Store, job_id: str) -> Instance | None:
     try:
-        return Instance.from_json(jobs.read_json(store, job_id, "instance.json"))
+        record = jobs.read_json(store, job_id, "instance.json")
     except NotFoundError:
         return None
+    return Instance.from_json(record) if "id" in record else None  # none while a VM is being (re)started
 
 
 def refresh(store: Store, job_id: str, check_vm: bool = True) -> jobs.Status:

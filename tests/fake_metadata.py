@@ -37,6 +37,7 @@ class FakeMetadata:
                     if self.headers.get("X-aws-ec2-metadata-token") != "token-123":
                         return self._send(401)
                     if meta.interrupted.is_set():
+                        meta.answered_notice()
                         return self._send(200, json.dumps({"action": "terminate", "time": "2026-11-21T12:00:00Z"}))
                     return self._send(404)
                 if self.path == "/computeMetadata/v1/instance/preempted":
@@ -49,8 +50,16 @@ class FakeMetadata:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def interrupt(self) -> None:
+    def interrupt(self, times: int = 0) -> None:
+        """Announce preemption: to every request from now on, or only to the next `times` notice requests."""
+        self.times_left = times
         self.interrupted.set()
+
+    def answered_notice(self) -> None:
+        if getattr(self, "times_left", 0):
+            self.times_left -= 1
+            if not self.times_left:
+                self.interrupted.clear()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -72,10 +72,11 @@ def test_status_table_newest_first_and_unknown_jobs(make_job, runner_home):
         assert r.returncode == 0, r.stderr
         ids.append(json.loads(r.stdout)["job_id"])
     table = run_cli("status").stdout.splitlines()
-    assert table[0].split()[:3] == ["JOB", "STATE", "EXIT"]
-    listed = [line.split()[0] for line in table[1:]]
+    assert table[0].split()[:4] == ["JOB", "STATE", "EXIT", "COST"]
+    listed = [line.split()[0] for line in table[1:-1]]
     assert sorted(listed, reverse=True) == listed and set(listed) == set(ids)
-    assert all(line.split()[1] == "SUCCEEDED" for line in table[1:])
+    assert all(line.split()[1:4] == ["SUCCEEDED", "0", "0.0000"] for line in table[1:-1])  # the sandbox is free
+    assert table[-1].split()[0] == "total" and "(2 of 2 jobs priced)" in table[-1]
     rows = json.loads(run_cli("status", "--json").stdout)
     assert {row["job_id"] for row in rows} == set(ids)
     r = run_cli("status", "quick-20200101T000000Z-abcdef")

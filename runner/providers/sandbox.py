@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -47,6 +48,7 @@ class SandboxProvider:
 
     def launch(self, req: LaunchRequest) -> Instance:
         d = self.root / req.job_id
+        shutil.rmtree(d / "vm", ignore_errors=True)  # a relaunched job gets a fresh machine, as in a cloud
         (d / "bin").mkdir(parents=True, exist_ok=True)
         (d / "user-data").write_text(req.user_data)
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
