@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config
@@ -19,15 +20,18 @@ def manifest_path() -> Path:
     return images_dir() / "manifest.json"
 
 
-def from_manifest(builder_type: str, region: str | None = None) -> str | None:
-    """The newest artifact id that `builder_type` (qemu, amazon-ebs, googlecompute) recorded."""
+def _builds(builder_type: str) -> list[dict]:
+    """The manifest's builds of one builder type, newest first."""
     try:
         builds = json.loads(manifest_path().read_text()).get("builds", [])
     except (OSError, ValueError):
-        return None
-    for build in sorted(builds, key=lambda b: b.get("build_time", 0), reverse=True):
-        if build.get("builder_type") != builder_type:
-            continue
+        return []
+    return sorted((b for b in builds if b.get("builder_type") == builder_type), key=lambda b: b.get("build_time", 0), reverse=True)
+
+
+def from_manifest(builder_type: str, region: str | None = None) -> str | None:
+    """The newest artifact id that `builder_type` (qemu, amazon-ebs, googlecompute) recorded."""
+    for build in _builds(builder_type):
         artifact = str(build.get("artifact_id", ""))
         if builder_type == "amazon-ebs":  # "us-east-1:ami-0abc,eu-west-1:ami-0def"
             ids = dict(part.split(":", 1) for part in artifact.split(",") if ":" in part)
@@ -37,15 +41,33 @@ def from_manifest(builder_type: str, region: str | None = None) -> str | None:
     return None
 
 
-def local_image(explicit: str | None) -> Path:
-    """The qcow2 to boot: --image, else the newest local build in the manifest."""
-    found = explicit or from_manifest("qemu")
-    if not found:
+@dataclass(frozen=True)
+class LocalImage:
+    """A baked local image: its disk, and the kernel and initrd it boots directly (it has no bootloader)."""
+
+    disk: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str = "root=LABEL=root ro console=ttyS0 ds=nocloud"
+
+
+def local_image(explicit: str | None) -> LocalImage:
+    """The image to boot: --image PATH.qcow2 (kernel and initrd beside it), else the newest local build."""
+    builds = [b for b in _builds("qemu") if Path(str(b.get("artifact_id", ""))).is_file()]
+    if explicit:
+        disk = Path(explicit).expanduser()
+        data = next((b.get("custom_data", {}) for b in builds if Path(b["artifact_id"]) == disk), {})
+    elif builds:
+        disk, data = Path(builds[0]["artifact_id"]), builds[0].get("custom_data", {})
+    else:
         raise NotFoundError(f"no local image in {manifest_path()}: build one with `make image` (CLOUD=local is the default)")
-    path = Path(found).expanduser()
-    if not path.is_file():
-        raise NotFoundError(f"local image {path} does not exist: build it with `make image`, or pass --image PATH.qcow2")
-    for boot_file in ("vmlinuz", "initrd.img"):
-        if not (path.parent / boot_file).is_file():
-            raise NotFoundError(f"{path.parent / boot_file} is missing (the image boots its kernel directly): rebuild with `make image`")
-    return path
+    if not disk.is_file():
+        raise NotFoundError(f"local image {disk} does not exist: build it with `make image`, or pass --image PATH.qcow2")
+    image = LocalImage(
+        disk, Path(data.get("kernel") or disk.parent / "vmlinuz"), Path(data.get("initrd") or disk.parent / "initrd.img"),
+        data.get("kernel_cmdline") or LocalImage.cmdline,
+    )
+    for boot_file in (image.kernel, image.initrd):
+        if not boot_file.is_file():
+            raise NotFoundError(f"{boot_file} is missing (the image boots its kernel directly): rebuild with `make image`")
+    return image

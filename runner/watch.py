@@ -83,5 +83,15 @@ def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdo
         if follow:
             offset = print_log(store, job_id, offset, out)
         if status.final:
+            _until_powered_off(store, job_id, poll)
             return status
+        time.sleep(poll)
+
+
+def _until_powered_off(store: Store, job_id: str, poll: float) -> None:
+    """For a backend on this host (a local VM), the job ends when the machine is off: wait for it, bounded."""
+    inst = instance_of(store, job_id)
+    provider = get_provider(inst.cloud) if inst else None
+    deadline = time.monotonic() + float(getattr(provider, "poweroff_wait", 0.0))
+    while provider and time.monotonic() < deadline and provider.state(inst).alive:
         time.sleep(poll)

@@ -13,17 +13,21 @@ from conftest import ROOT, run_cli
 from taxi_reference import expected_rows, make_data, reference_counts
 
 pytestmark = pytest.mark.vm
-IMAGES = Path(os.environ.get("RUNNER_TEST_IMAGES") or Path.home() / ".cache" / "runner-test-images")
+# Where the image is built once and kept between runs (make image honours RUNNER_IMAGES).
+IMAGES = Path(os.environ.get("RUNNER_IMAGES") or Path.home() / ".runner" / "images")
 
 
 @pytest.fixture(scope="session")
 def local_image():
     """The local image, built once (`make image`) when this machine has none yet."""
     from runner import images
+    from runner.errors import NotFoundError
 
     os.environ["RUNNER_IMAGES"] = str(IMAGES)
-    if not images.from_manifest("qemu") or not Path(images.from_manifest("qemu")).is_file():
-        subprocess.run(["make", "image", "CLOUD=local"], cwd=ROOT, check=True, env={**os.environ, "RUNNER_IMAGES": str(IMAGES)})
+    try:
+        return images.local_image(None)
+    except NotFoundError:
+        subprocess.run(["make", "image", "CLOUD=local"], cwd=ROOT, check=True)
     return images.local_image(None)
 
 

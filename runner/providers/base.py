@@ -55,7 +55,8 @@ class Provider(Protocol):
 
     Optional members: `state_every: float`, the least seconds between state() calls while a job is
     waited on (for rate-limited cloud APIs; absent: every poll); `quote(req) -> dict`, what
-    `--dry-run` adds (zones, hourly prices, the most the run can cost), read-only.
+    `--dry-run` adds (zones, hourly prices, the most the run can cost), read-only; `poweroff_wait: float`,
+    how long `--wait` waits for the machine itself to be gone after the final status (backends on this host).
     """
 
     name: ClassVar[str]

@@ -28,7 +28,6 @@ from runner.store import split_uri
 TYPE_RE = re.compile(r"^local-(\d+)x(\d+)$")
 GUEST_STORE = "file:///mnt/runner-store"
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
-CMDLINE = "root=LABEL=root ro console=ttyS0 ds=nocloud"
 POWERDOWN_GRACE = 120.0  # seconds for the guest's script to save its logs after an ACPI power-off
 
 
@@ -53,6 +52,7 @@ class LocalProvider:
     name = "local"
     default_instance_type = "local-2x4"
     interruption = ""  # a local VM is never taken back
+    poweroff_wait = 180.0  # `--wait` returns when QEMU has exited, at most this long after the final status
     metadata_url = ""
 
     def __init__(self) -> None:
@@ -84,18 +84,15 @@ class LocalProvider:
         (d / "user-data").write_text(req.user_data)
         (d / "meta-data").write_text(f"instance-id: {req.job_id}\nlocal-hostname: {req.job_id[:63]}\n")
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
-        subprocess.run(["cloud-localds", str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")], check=True)
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "qcow2", str(d / "disk.qcow2"), f"{req.disk_gb}G"],
-            check=True,
-        )
+        _run(["cloud-localds", str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")])
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(d / "disk.qcow2"), f"{req.disk_gb}G"])
         accel = os.environ.get("RUNNER_LOCAL_ACCEL", "tcg")
         qemu = [
             "qemu-system-x86_64", "-name", req.job_id, "-no-reboot", "-nic", "none",
             *(["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]),
             "-smp", str(cpus), "-m", f"{gib}G",
             "-object", f"memory-backend-memfd,id=mem,size={gib}G,share=on", "-numa", "node,memdev=mem",
-            "-kernel", str(image.parent / "vmlinuz"), "-initrd", str(image.parent / "initrd.img"), "-append", CMDLINE,
+            "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.cmdline,
             "-drive", f"file={_q(d / 'disk.qcow2')},if=virtio,format=qcow2",
             "-drive", f"file={_q(d / 'seed.iso')},if=virtio,format=raw,readonly=on",
             "-chardev", f"socket,id=vfs,path={_q(sockets / 'vfsd.sock')}",
@@ -141,6 +138,13 @@ class LocalProvider:
             return console.read_text(errors="replace")
         except OSError:
             return ""
+
+
+def _run(argv: list[str]) -> None:
+    """A preparation step; its failure is a launch error that says what failed."""
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode:
+        raise RunnerError(f"{argv[0]} failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-400:]}")
 
 
 def _qmp(path: Path, command: str) -> None:

@@ -33,6 +33,7 @@ for a in "$@"; do case $a in +*) min=${{a#+}} ;; now) min=0 ;; esac; done
 class SandboxProvider:
     name = "sandbox"
     default_instance_type = "sandbox"
+    poweroff_wait = 10.0  # `--wait` returns when the script has powered the sandbox off
 
     def __init__(self) -> None:
         self.root = config.home() / "sandbox"
