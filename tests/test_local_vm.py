@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -17,17 +18,30 @@ pytestmark = pytest.mark.vm
 IMAGES = Path(os.environ.get("RUNNER_IMAGES") or Path.home() / ".runner" / "images")
 
 
+def recipe_digest() -> str:
+    """A digest of everything under images/: the image is rebuilt when its recipe changed."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in (ROOT / "images").rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 @pytest.fixture(scope="session")
 def local_image():
-    """The local image, built once (`make image`) when this machine has none yet."""
+    """The local image, built with `make image` once per recipe (on a new machine: once per run)."""
     from runner import images
     from runner.errors import NotFoundError
 
     os.environ["RUNNER_IMAGES"] = str(IMAGES)
+    stamp = IMAGES / "local" / "recipe.sha256"
+    digest = recipe_digest()
     try:
-        return images.local_image(None)
-    except NotFoundError:
-        subprocess.run(["make", "image", "CLOUD=local"], cwd=ROOT, check=True)
+        if stamp.read_text() == digest:
+            return images.local_image(None)
+    except (OSError, NotFoundError):
+        pass
+    subprocess.run(["make", "image", "CLOUD=local"], cwd=ROOT, check=True)
+    stamp.write_text(digest)
     return images.local_image(None)
 
 

@@ -2,7 +2,7 @@
 # Build the local base image offline-capable: Debian bookworm + cloud kernel + cloud-init (NoCloud only)
 # + sshd, with mmdebstrap -> directory -> mkfs.ext4 -d -> qcow2 (no loop mounts, no bootloader).
 # Usage: images/local/build-base.sh [OUT_DIR]   (root; needs mmdebstrap, e2fsprogs, qemu-utils)
-# OUT_DIR (default ${RUNNER_HOME:-$HOME/.runner}/images/local/base) receives:
+# OUT_DIR (default ${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/local/base) receives:
 #   base.qcow2    whole-disk ext4 labelled "root" (no partition table): root=LABEL=root
 #   vmlinuz, initrd.img, cmdline   for QEMU direct kernel boot (-kernel/-initrd/-append)
 #   dpkg-status   the image's installed package set, so the host can fetch exactly the missing .debs
@@ -11,7 +11,7 @@
 # shellcheck disable=SC2016  # "$1" in the hooks is expanded by mmdebstrap, not by this shell
 set -euo pipefail
 
-OUT=${1:-${RUNNER_HOME:-$HOME/.runner}/images/local/base}
+OUT=${1:-${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/local/base}
 SIZE=${SIZE:-4G}
 KERNEL_PKG=${KERNEL_PKG:-linux-image-cloud-amd64}   # has virtiofs; no 9p
 MIRROR=${MIRROR:-http://deb.debian.org/debian}

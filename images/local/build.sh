@@ -12,14 +12,14 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 IMAGES=$(dirname "$HERE")
-RH=${RUNNER_HOME:-$HOME/.runner}
-LOCAL=$RH/images/local
+RI=${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}   # where images and the manifest live
+LOCAL=$RI/local
 BASE=$LOCAL/base
-MANIFEST=$RH/images/manifest.json
+MANIFEST=$RI/manifest.json
 PACKER=${PACKER:-packer}
 ACCEL=${ACCEL:-tcg}
 NAME=runner-$(date -u +%Y%m%d%H%M%S)
-WORK=$RH/images/work/$NAME
+WORK=$RI/work/$NAME
 
 for t in "$PACKER" qemu-system-x86_64 qemu-img ssh-keygen unshare ip python3; do
   command -v "$t" >/dev/null || { echo "build.sh: missing $t (see images/README.md, host packages)" >&2; exit 1; }

@@ -8,7 +8,7 @@
 # Env: RUNNER_HOME, ACCEL=tcg|kvm, TIMEOUT (s, default 900), KEEP=1 (keep the scratch dir).
 # Needs: qemu-system-x86_64, qemu-img, cloud-localds, /usr/lib/qemu/virtiofsd (qemu-system-common).
 set -euo pipefail
-LOCAL=${RUNNER_HOME:-$HOME/.runner}/images/local
+LOCAL=${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/local
 IMG=${1:-$(find "$LOCAL" -maxdepth 1 -name 'runner-*.qcow2' | sort | tail -n 1)}
 [ -s "$IMG" ] || { echo "smoke-test.sh: no image (build one: images/build.sh local)" >&2; exit 1; }
 IMG=$(realpath "$IMG")
