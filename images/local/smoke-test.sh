@@ -5,7 +5,7 @@
 # Passes when that file appears on the host and QEMU exits by itself. Prints the timings
 # QEMU start -> user-data start and user-data end -> QEMU exit.
 # Usage: images/local/smoke-test.sh [IMAGE.qcow2]   (default: the newest in $RUNNER_HOME/images/local)
-# Env: RUNNER_HOME, ACCEL=tcg|kvm, TIMEOUT (s, default 900), KEEP=1 (keep the scratch dir).
+# Env: RUNNER_HOME, ACCEL=tcg|kvm, QEMU_CPU (default max / host), TIMEOUT (s, default 900), KEEP=1.
 # Needs: qemu-system-x86_64, qemu-img, cloud-localds, /usr/lib/qemu/virtiofsd (qemu-system-common).
 set -euo pipefail
 LOCAL=${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/local
@@ -56,7 +56,7 @@ qemu-img create -q -f qcow2 -b "$IMG" -F qcow2 "$W/disk.qcow2"
 "$VIRTIOFSD" --socket-path="$W/vfsd.sock" -o source="$W/store" -o cache=none > "$W/virtiofsd.log" 2>&1 &
 VFSD=$!
 for _ in $(seq 50); do [ -S "$W/vfsd.sock" ] && break; sleep 0.1; done
-case $ACCEL in kvm) ACC=(-accel kvm -cpu host) ;; *) ACC=(-accel tcg -cpu max) ;; esac
+case $ACCEL in kvm) ACC=(-accel kvm -cpu "${QEMU_CPU:-host}") ;; *) ACC=(-accel tcg -cpu "${QEMU_CPU:-max}") ;; esac
 if [ "$(id -u)" = 0 ]; then NETNS=(unshare -n); else NETNS=(unshare -r -n); fi
 
 echo "booting $IMG ($ACCEL, -nic none, virtiofs tag runner-store -> $W/store)"
