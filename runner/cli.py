@@ -36,7 +36,7 @@ def _store():
 def spec_options(f):
     """The flags that override job.yaml (used by launch and render)."""
     opts = [
-        click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend (default: job.yaml's cloud, $RUNNER_CLOUD, or sandbox)."),
+        click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend (default: job.yaml's cloud, $RUNNER_CLOUD, or local)."),
         click.option("--type", "instance_type", metavar="TYPE", help="Instance type, e.g. c6i.32xlarge, n2-standard-64, local-2x4."),
         click.option("--spot/--on-demand", default=None, help="Spot/preemptible, or on-demand (default: job.yaml's spot)."),
         click.option("--spot-fallback/--no-spot-fallback", default=None, help="If no zone has spot capacity, launch on-demand (default: job.yaml, then config)."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_CLOUD = "sandbox"
+DEFAULT_CLOUD = "local"  # a real VM on this machine: no cloud account needed
 
 
 def home() -> Path:

@@ -16,6 +16,7 @@ from runner.errors import SpecError
 KNOWN = {
     "": ("store", "cloud"),
     "aws": ("region", "instance_profile", "subnets", "security_group", "spot_fallback"),
+    "gcp": ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint"),
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 

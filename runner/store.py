@@ -231,8 +231,8 @@ class GCSStore(Store):
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage  # imported only when a gs:// store is used
 
-        try:
-            self.bucket = storage.Client().bucket(bucket)
+        try:  # project=None: a store needs no project (ADC from `gcloud auth application-default login` has none)
+            self.bucket = storage.Client(project=None).bucket(bucket)
         except DefaultCredentialsError:
             raise AuthError(
                 f"{root}: no Google credentials (Application Default Credentials) found; run "

@@ -10,7 +10,9 @@ import sys
 import pytest
 from conftest import ROOT, run_cli
 from test_gcp import IMAGE, SA, ZONES
-from test_gcp_fakes import PROJECT, gcs, gcs_server, google  # noqa: F401 (fixtures)
+from test_gcp_fakes import PROJECT
+
+pytest_plugins = ["test_gcp_fakes"]  # its fixtures: google, gcs_server, gcs
 
 
 def rsa_pem() -> str:
@@ -22,7 +24,7 @@ def rsa_pem() -> str:
 
 
 @pytest.fixture
-def gcp_cli(google, gcs, monkeypatch, tmp_path):  # noqa: F811
+def gcp_cli(google, gcs, monkeypatch, tmp_path):
     """The environment a user on GCP has, every address on 127.0.0.1; -> (fake, storage client, bucket)."""
     client, bucket = gcs
     creds = tmp_path / "launcher-key.json"  # a service account key whose token endpoint is the fake's
@@ -97,6 +99,15 @@ def test_stopped_vms_are_deleted(gcp_cli, make_job):
     assert list(google.instances) == [("us-central1-a", c["instance"])]
 
 
+def test_gc_deletes_vms_of_ended_jobs(gcp_cli, make_job):
+    google, client, bucket = gcp_cli
+    out = launch_json(make_job({"name": "ended", "command": "true"}))
+    client.bucket(bucket).blob(f"runner/jobs/{out['job_id']}/status.json").upload_from_string(json.dumps({"state": "SUCCEEDED"}))
+    r = run_cli("gc", "--cloud", "gcp")
+    assert f"would terminate gcp {out['instance']} ({out['job_id']}): its job ended SUCCEEDED" in r.stdout, r.stderr
+    assert run_cli("gc", "--cloud", "gcp", "--yes").returncode == 0 and not google.instances
+
+
 def test_cancel_deletes_the_vm_and_marks_cancelled(gcp_cli, make_job):
     google, client, bucket = gcp_cli
     d = make_job({"name": "cancelme", "command": "sleep 600"})
@@ -159,6 +170,10 @@ def test_dry_run_prints_zones_prices_and_cost(gcp_cli, make_job):
     assert "then standard in us-central1-c" in r.stdout
     plan = json.loads(run_cli("launch", str(d), "--cloud", "gcp", "--dry-run", "--json").stdout)
     assert plan["on_demand_usd_per_hour"] == 0.134012 and plan["max_cost_on_demand_usd"] is None
+    assert plan["spot_usd_per_hour"] == 0.134012 and "at most the on-demand price" in plan["spot_price"]
+    capped = make_job({"name": "capped", "command": "true", "spot": True, "max_cost": 0.05}, name="capped")
+    capped_plan = json.loads(run_cli("launch", str(capped), "--cloud", "gcp", "--dry-run", "--json").stdout)
+    assert capped_plan["max_runtime_s"] == int(0.05 / 0.134012 * 3600)  # a ceiling on the spot price's upper bound
     assert plan["max_cost_spot_usd"] == pytest.approx((0.134012 + 50 * 0.10 / 730) * 4500 / 3600, abs=1e-4)
     assert IMAGE in plan["image"] and "standard" not in plan["attempts"]
     assert not google.inserts() and not list(client.list_blobs(bucket))

@@ -13,6 +13,7 @@ import ssl
 import threading
 from functools import partial
 from http import server
+from typing import ClassVar
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -207,8 +208,8 @@ class GcsHandler:
     """The emulator's handler, made to take what gsutil sends as GCS does, one request at a time."""
 
     lock = threading.Lock()
-    auth: list[str] = []  # the Authorization header of every request
-    requests: list[str] = []  # and its path
+    auth: ClassVar[list[str]] = []  # the Authorization header of every request
+    requests: ClassVar[list[str]] = []  # and its path
     host = ""  # the HTTP door, named in every link the emulator hands out (mediaLink, Location)
 
     @classmethod

@@ -10,15 +10,17 @@ import sysconfig
 
 import pytest
 from conftest import run_cli
-from test_gcp_fakes import TOKEN, GcsHandler, gcs, gcs_server, google  # noqa: F401 (fixtures)
+from test_gcp_fakes import TOKEN, GcsHandler
 from test_store import test_roundtrip_list_children_and_ranges  # noqa: F401 (run here on a gs:// store)
 
 from runner.errors import AuthError, NotFoundError
 from runner.store import GCSStore, open_store
 
+pytest_plugins = ["test_gcp_fakes"]  # its fixtures: google, gcs_server, gcs
+
 
 @pytest.fixture
-def store(gcs):  # noqa: F811
+def store(gcs):
     return open_store(f"gs://{gcs[1]}/some prefix")
 
 
@@ -48,9 +50,13 @@ def test_gcs_store_without_credentials_says_how_to_get_them(monkeypatch):
     monkeypatch.setattr(google_auth, "default", no_adc)
     with pytest.raises(AuthError, match="gcloud auth application-default login"):
         GCSStore("gs://bucket/prefix")
+    from google.auth.credentials import AnonymousCredentials
+
+    monkeypatch.setattr(google_auth, "default", lambda *a, **kw: (AnonymousCredentials(), None))  # ADC with no project
+    assert GCSStore("gs://bucket/prefix").bucket.name == "bucket"
 
 
-def test_sandbox_job_on_a_gcs_store(gcs, google, make_job, monkeypatch, tmp_path):  # noqa: F811
+def test_sandbox_job_on_a_gcs_store(gcs, google, make_job, monkeypatch, tmp_path):
     """The rendered script with the baked transfer tool (gsutil) against the emulator, as on a GCE VM."""
     client, bucket = gcs
     b = client.bucket(bucket)

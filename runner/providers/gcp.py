@@ -11,46 +11,40 @@ every launch delete (docs/gcp.md). google-cloud-compute (>1 s to import) is impo
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from runner import images, settings
 from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
 from runner.providers import gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.providers.gcp_build import (
-    ALIVE, CREDENTIALS_FIX, DEADLINE_MARGIN, DEFAULT_TYPE, IMAGE_FAMILY, LABEL, TYPE_RE, ZONE_RE, GcpSettings,
-    check_fit, classify, image_link, instance_body, instance_name, instance_state, label_value, pick,
-    plan_attempts, region_of, request_id,
+    ALIVE,
+    CREDENTIALS_FIX,
+    DEADLINE_MARGIN,
+    DEFAULT_TYPE,
+    IMAGE_FAMILY,
+    LABEL,
+    TYPE_RE,
+    ZONE_RE,
+    GcpSettings,
+    check_fit,
+    classify,
+    image_link,
+    instance_body,
+    instance_state,
+    label_value,
+    pick,
+    plan_attempts,
+    region_of,
+    request_id,
 )
 from runner.store import split_uri
 
-KEYS = ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint")
 IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)$")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 WAIT_S = 300.0  # at most this long for an insert's operation; after it, the VM is taken as started
-
-
-def load_settings() -> GcpSettings:
-    """RUNNER_GCP_* over [gcp] in the config file; the project and zone also from gcloud's variables."""
-    table = settings.load().get("gcp", {})
-    for key in table if isinstance(table, dict) else ():
-        if key not in KEYS:
-            near = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise SpecError(f"{settings.path()}: unknown key [gcp] {key!r}{hint}; known: {', '.join(KEYS)}")
-    env_zone = os.environ.get("CLOUDSDK_COMPUTE_ZONE", "")
-    return GcpSettings(
-        project=str(settings.get("project", "gcp") or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT") or ""),
-        zones=settings.get_list("zones", "gcp") or ((env_zone,) if env_zone else ()),
-        service_account=str(settings.get("service_account", "gcp") or ""),
-        network=str(settings.get("network", "gcp") or ""), subnetwork=str(settings.get("subnetwork", "gcp") or ""),
-        external_ip=settings.get_bool("external_ip", "gcp"), spot_fallback=settings.get_bool("spot_fallback", "gcp"),
-        endpoint=str(settings.get("endpoint", "gcp") or ""),
-    )
 
 
 def translate(e: Exception, what: str, zone: str = "", region: str = "") -> Exception:
@@ -91,8 +85,6 @@ class GcpProvider:
     interruption = "gcp"  # the startup script watches the metadata server's instance/preempted
     metadata_url = "http://metadata.google.internal"
     state_every = 15.0  # seconds between GCE checks while waiting (API rate limits)
-    interruption = "gcp"  # the script watches instance/preempted on the metadata server
-    metadata_url = "http://metadata.google.internal"
 
     def __init__(self, credentials=None) -> None:
         self._creds = (credentials, None) if credentials is not None else None
@@ -103,7 +95,7 @@ class GcpProvider:
 
     def settings(self) -> GcpSettings:
         if self._cfg is None:
-            self._cfg = load_settings()
+            self._cfg = GcpSettings.load()
         return self._cfg
 
     def credentials(self):
@@ -231,7 +223,7 @@ class GcpProvider:
                 continue
             tried = [f"{f}: {e.code}" for f, e in failed]
             return Instance(inst.cloud, inst.id, inst.job_id, inst.zone, {**inst.data, "tried": tried, "swept": swept})
-        tried = "; ".join(f"{f}: {e.code} ({getattr(e, 'detail', '')})" for f, e in failed)
+        tried = "; ".join(f"{f}: {e.code} ({e.detail})" for f, e in failed)
         hint = "allow on-demand with --spot-fallback, or " if req.spot and not fallback else ""
         kind = QuotaError if failed and all(isinstance(e, QuotaError) for _, e in failed) else CapacityError
         where = ", ".join(sorted({a.zone for a in attempts}))
@@ -263,9 +255,7 @@ class GcpProvider:
         errors = [(e.code, e.message) for e in op.error.errors] if "error" in op else []
         if errors:
             code, message = pick(errors)
-            err = classify(code, message, what, int(op.http_error_status_code or 0), zone, region_of(zone))
-            err.detail = message[:160]  # type: ignore[attr-defined]
-            raise err
+            raise classify(code, message, what, int(op.http_error_status_code or 0), zone, region_of(zone))
         return op
 
     def quote(self, req: LaunchRequest) -> dict:
@@ -280,7 +270,8 @@ class GcpProvider:
             "attempts": ", then ".join(str(a) for a in attempts),
             "on_demand_usd_per_hour": od[0] if od else None,
             "on_demand_price": od[1] if od else f"unknown: {req.instance_type} is not in runner/providers/gcp_prices.py",
-            "spot_usd_per_hour": None,
+            "spot_usd_per_hour": od[0] if od and req.spot else None,  # an upper bound: see spot_price
+            "spot_price": "at most the on-demand price (GCE spot prices change monthly; no offline source)",
             "max_cost_spot_usd": most if req.spot else None,
             "max_cost_on_demand_usd": most if (not req.spot or fallback) else None,
             "cost_note": f"at the cloud-side deadline ({deadline} s = max runtime + {DEADLINE_MARGIN} s) with a "
@@ -344,10 +335,14 @@ class GcpProvider:
         return [(scope.rsplit("/", 1)[-1], vm) for scope, scoped in pages for vm in scoped.instances]
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
-        """Every VM carrying all of `tags` as labels (label values are lowercased), in any state."""
-        flt = " AND ".join(f'(labels.{label_value(k)} = "{label_value(v)}")' for k, v in tags.items())
+        """Every VM carrying all of `tags` as labels ('*': any value; values are lowercased), in any state."""
+        exact = {label_value(k): label_value(v) for k, v in tags.items() if v != "*"}
+        present = [label_value(k) for k, v in tags.items() if v == "*"]
+        flt = " AND ".join(f'(labels.{k} = "{v}")' for k, v in exact.items())
         found = []
         for zone, vm in self._aggregated(flt):
+            if not all(k in vm.labels for k in present):
+                continue
             meta = {i.key: i.value for i in vm.metadata.items}
             data = {"project": self.project(), "zone": zone, "name": vm.name, "instance_id": str(vm.id),
                     "market": vm.scheduling.provisioning_model.lower(), "status": vm.status,
@@ -381,5 +376,3 @@ class GcpProvider:
 
         return run(self)
 
-
-__all__ = ["GcpProvider", "GcpSettings", "instance_name", "load_settings", "translate"]

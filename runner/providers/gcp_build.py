@@ -1,17 +1,19 @@
-"""GCE, pure: launch request -> instances.insert body, GCE errors -> typed errors, instance -> state.
-
-No cloud and no Google import here, so all of it is unit-tested without one. The bodies use the
-field names of google.cloud.compute_v1 (snake_case; the REST JSON is their camelCase).
+"""GCE without the cloud: settings, launch request -> instances.insert body, GCE errors -> typed
+errors, instance -> state. No Google import here, so all of it is unit-tested without one. The bodies
+use the field names of google.cloud.compute_v1 (snake_case; the REST JSON is their camelCase).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import shlex
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
+from runner import settings
 from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
 from runner.providers.base import InstanceState, LaunchRequest
 
@@ -24,6 +26,7 @@ DEADLINE_MARGIN = 15 * 60
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",  # the store
           "https://www.googleapis.com/auth/compute")  # the VM deletes itself (shutdown-script below)
 LABEL = "runner-job"
+KEYS = ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint")
 TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]*[a-z0-9]$")  # e2-standard-4, n2-custom-4-16384
 ZONE_RE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 ALIVE = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING")
@@ -59,7 +62,7 @@ if curl -fsS --retry 3 -m 30 -X DELETE -H "Authorization: Bearer $token" \
     "$api/compute/v1/projects/$project/zones/${{zone##*/}}/instances/$name" > /dev/null; then
   echo "runner: deleting VM $name"
 else
-  echo "runner: could not delete VM $name: give its service account compute.instances.delete (docs/gcp.md)"
+  echo "runner: could not delete VM $name: being deleted already, or its service account lacks compute.instances.delete (docs/gcp.md)"
 fi
 """
 
@@ -80,6 +83,26 @@ class GcpSettings:
     @property
     def api(self) -> str:
         return (self.endpoint or API).rstrip("/")
+
+    @classmethod
+    def load(cls) -> GcpSettings:
+        """RUNNER_GCP_* over [gcp] in the config file; the project and zone also from gcloud's variables."""
+        table = settings.load().get("gcp", {})
+        for key in table if isinstance(table, dict) else ():
+            if key not in KEYS:
+                near = difflib.get_close_matches(key, KEYS, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise SpecError(f"{settings.path()}: unknown key [gcp] {key!r}{hint}; known: {', '.join(KEYS)}")
+        env = os.environ
+        zone = env.get("CLOUDSDK_COMPUTE_ZONE", "")
+        return cls(
+            project=str(settings.get("project", "gcp") or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUDSDK_CORE_PROJECT") or ""),
+            zones=settings.get_list("zones", "gcp") or ((zone,) if zone else ()),
+            service_account=str(settings.get("service_account", "gcp") or ""),
+            network=str(settings.get("network", "gcp") or ""), subnetwork=str(settings.get("subnetwork", "gcp") or ""),
+            external_ip=settings.get_bool("external_ip", "gcp"), spot_fallback=settings.get_bool("spot_fallback", "gcp"),
+            endpoint=str(settings.get("endpoint", "gcp") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -247,4 +270,5 @@ def classify(code: str, message: str, what: str, status: int = 0, zone: str = ""
     else:
         err = RunnerError(text)
     err.code = code or str(status)  # type: ignore[attr-defined]
+    err.detail = message[:160]  # type: ignore[attr-defined]
     return err

@@ -43,11 +43,10 @@ s3() { s5cmd --retry-count 3 ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@";
 # gs: the baked gsutil. On GCE (or with a metadata server named in GCE_METADATA_HOST) it signs in as
 # the VM's service account itself: the guest agent writes that into /etc/boto.cfg, maybe too late.
 gs() {
-  local auth=()
   if [ -n "${GCE_METADATA_HOST:-}" ] || grep -qs Google /sys/class/dmi/id/product_name; then
-    auth=(-o GoogleCompute:service_account=default)
+    set -- -o GoogleCompute:service_account=default "$@"
   fi
-  GCE_METADATA_ROOT=${GCE_METADATA_ROOT:-${GCE_METADATA_HOST:-metadata.google.internal}} gsutil -q "${auth[@]}" "$@"
+  GCE_METADATA_ROOT=${GCE_METADATA_ROOT:-${GCE_METADATA_HOST:-metadata.google.internal}} gsutil -q "$@"
 }
 # fetch SRC_URI DEST_PATH: one object, or every object below a prefix ending in '/'
 fetch() {
