@@ -59,6 +59,7 @@ def render_startup(
         metadata_url=metadata_url,
         command=spec.command,
         env=spec.env,
+        secrets=spec.secrets,
         inputs=[{"uri": resolve(uri, store), "path": path} for uri, path in spec.inputs.items()],
         outputs=[{"path": p, "uri": u} for p, u in output_uris(spec, store, job_id).items()],
     )

@@ -62,6 +62,7 @@ class JobSpec(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="URI or prefix/ -> path in the work dir")
     outputs: dict[str, str | None] = Field(default_factory=dict, description="path -> URI (~: the job's outputs/)")
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict, description="ENV -> aws-ssm:/name or gcp-sm:projects/P/secrets/S")
     instance_type: str | None = None
     spot: bool = False
     spot_fallback: bool | None = Field(None, description="on-demand if no zone has spot capacity (default: config)")
@@ -109,6 +110,19 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{k}={val!r}: quote the value to make it a string")
             out[str(k)] = str(val) if isinstance(val, (int, float)) else val
         return out
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, ref in v.items():
+            if not ENV_RE.match(name) or name.startswith("RUNNER_"):
+                raise ValueError(f"{name!r} is not a usable variable name (letters, digits, '_'; RUNNER_* is reserved)")
+            if not re.match(r"^(aws-ssm:/\S+|gcp-sm:projects/[^/\s]+/secrets/[^/\s]+(/versions/[^/\s]+)?)$", ref):
+                raise ValueError(
+                    f"{name}={ref!r} is not a secret reference: use aws-ssm:/parameter/name (SSM Parameter Store) "
+                    "or gcp-sm:projects/P/secrets/S (Secret Manager); the value is fetched on the VM, never sent in user-data"
+                )
+        return v
 
     @field_validator("max_runtime", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeMetadata:
     """`url` to point the startup script at; `interrupt()` makes both clouds announce preemption."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: dict[str, str] | None = None) -> None:
+        self.secrets = secrets or {}  # Secret Manager: "projects/P/secrets/S/versions/V" -> value
         self.interrupted = threading.Event()
         self.requests: list[str] = []
         meta = self
@@ -40,6 +42,17 @@ class FakeMetadata:
                         meta.answered_notice()
                         return self._send(200, json.dumps({"action": "terminate", "time": "2026-11-21T12:00:00Z"}))
                     return self._send(404)
+                if self.path == "/computeMetadata/v1/instance/service-accounts/default/token":
+                    if self.headers.get("Metadata-Flavor") != "Google":
+                        return self._send(403)
+                    return self._send(200, json.dumps({"access_token": "sa-token", "expires_in": 3599}))
+                if self.path.startswith("/v1/") and self.path.endswith(":access"):  # Secret Manager
+                    if self.headers.get("Authorization") != "Bearer sa-token":
+                        return self._send(401)
+                    value = meta.secrets.get(self.path[len("/v1/"):-len(":access")])
+                    if value is None:
+                        return self._send(404)
+                    return self._send(200, json.dumps({"payload": {"data": base64.b64encode(value.encode()).decode()}}))
                 if self.path == "/computeMetadata/v1/instance/preempted":
                     if self.headers.get("Metadata-Flavor") != "Google":
                         return self._send(403)

@@ -25,6 +25,7 @@ SPECS = {
         "inputs": {"data/nyc-taxi/": "data/", "s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet": "data/jan.parquet"},
         "outputs": {"passenger_counts.csv": None, "plots/": "s3://results/taxi plots/"},
         "env": {"NASTY": NASTY, "THREADS": 8},
+        "secrets": {"DB_PASSWORD": "aws-ssm:/prod/db-password", "API_KEY": "gcp-sm:projects/p/secrets/api-key"},
         "max_runtime": "30m",
     },
 }

@@ -106,16 +106,38 @@ log_pusher() {
   while sleep "$LOG_EVERY"; do push_logs; done
 }
 # interruption_notice: prints the cloud's notice that this spot VM is being taken back, if any
-interruption_notice() {
+# metadata PATH: a value from the cloud's metadata server (AWS: IMDSv2, a token first; GCP: the flavor header)
+metadata() {
   local token
   case $INTERRUPTION in
     aws)
       token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$METADATA_URL/latest/api/token") &&
-        curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" "$METADATA_URL/latest/meta-data/spot/instance-action" ;;
-    gcp)
-      [ "$(curl -sf -m 2 -H 'Metadata-Flavor: Google' "$METADATA_URL/computeMetadata/v1/instance/preempted")" = TRUE ] &&
-        echo "instance/preempted is TRUE" ;;
+        curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" "$METADATA_URL/latest/$1" ;;
+    gcp) curl -sf -m 2 -H 'Metadata-Flavor: Google' "$METADATA_URL/computeMetadata/v1/$1" ;;
     *) return 1 ;;
+  esac
+}
+interruption_notice() {
+  case $INTERRUPTION in
+    aws) metadata meta-data/spot/instance-action ;;
+    gcp) [ "$(metadata instance/preempted)" = TRUE ] && echo "instance/preempted is TRUE" ;;
+    *) return 1 ;;
+  esac
+}
+# secret REF: a secret's value, fetched here on the VM by name (user-data never holds a secret)
+secret() {
+  local ref=$1 token
+  case $ref in
+    aws-ssm:*)
+      [ -n "${AWS_REGION:-${AWS_DEFAULT_REGION:-}}" ] || AWS_DEFAULT_REGION=$(metadata meta-data/placement/region) || return 1
+      AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-} aws ssm get-parameter --name "${ref#aws-ssm:}" --with-decryption \
+        --query Parameter.Value --output text ;;
+    gcp-sm:*)
+      ref=${ref#gcp-sm:}; [[ $ref == */versions/* ]] || ref=$ref/versions/latest
+      token=$(metadata instance/service-accounts/default/token | jq -r .access_token) &&
+        curl -sf -m 30 -H "Authorization: Bearer $token" "${RUNNER_GCP_SECRETS_URL:-https://secretmanager.googleapis.com}/v1/$ref:access" |
+        jq -er .payload.data | base64 -d ;;
+    *) echo "unknown secret reference: $ref" >&2; return 2 ;;
   esac
 }
 interruption_watcher() {
@@ -193,6 +215,11 @@ if fetch "$JOB_URI/checkpoint/" "$CHECKPOINT" > "$TMP/pull-checkpoint.log" 2>&1;
   say "restored the checkpoint of an earlier attempt"
 fi
 
+STEP=secrets
+DB_PASSWORD=$(retry 3 secret aws-ssm:/prod/db-password 2>> "$LOGS/startup.log") || fail 'could not fetch secret DB_PASSWORD from aws-ssm:/prod/db-password'
+export DB_PASSWORD
+API_KEY=$(retry 3 secret gcp-sm:projects/p/secrets/api-key 2>> "$LOGS/startup.log") || fail 'could not fetch secret API_KEY from gcp-sm:projects/p/secrets/api-key'
+export API_KEY
 STEP=run
 cd "$WORK" || fail "no work dir $WORK"
 export RUNNER_JOB_ID=$JOB_ID RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
