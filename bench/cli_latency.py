@@ -112,7 +112,7 @@ def main() -> int:
             cmds.append(("aws --version: via pyenv shim", [aws_shim, "--version"], False))
 
         # Warm-up round (untimed): page cache, .pyc files; also proves each command works.
-        for label, argv, _ in cmds:
+        for _label, argv, _ in cmds:
             r = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=False)
             if r.returncode != 0:
                 print(f"  warning: `{' '.join(argv)}` exited {r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}")

@@ -318,7 +318,7 @@ def main() -> int:
         dl = work / "dl"
         want_small = local_sizes(src / "small")
         t_all = time.perf_counter()
-        for op, nbytes, _, reps, cl in ops:
+        for op, _nbytes, _, reps, cl in ops:
             orders = bl.balanced_orders(len(cl))
             for rep in range(reps):
                 order = [cl[j] for j in orders[rep % len(orders)]]

@@ -11,9 +11,9 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 POWER_ONCE = "power-off once"
@@ -163,9 +163,8 @@ def verdict(case: Case, seen: Seen) -> list[str]:
 
 
 def main() -> int:
-    import tempfile
-
     import logging
+    import tempfile
 
     from fake_metadata import FakeMetadata
     from moto.server import ThreadedMotoServer

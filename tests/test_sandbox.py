@@ -9,7 +9,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, run_cli
 from taxi_reference import expected_rows, make_data, reference_counts
 

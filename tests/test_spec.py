@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from runner.errors import SpecError
 from runner.spec import load_job, parse_duration, parse_env, validate
@@ -81,7 +82,7 @@ def test_outputs_as_a_list_and_numbers_in_env():
 
 def test_spec_is_frozen():
     spec = validate({"name": "t", "command": "c"}, "x")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.name = "other"
 
 

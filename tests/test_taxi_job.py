@@ -4,10 +4,8 @@ taxi.py's output is checked against a second, independent count written here wit
 csv module and pyarrow.parquet (no DuckDB).
 """
 import csv
-import gzip
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -98,8 +96,8 @@ def test_make_data_schema_and_determinism(tmp_path):
     other = make_data.generate(tmp_path / "c", files=4, rows=400, seed=4, fmt="both")
     assert [p.relative_to(tmp_path / "a") for p in first] == \
            [p.relative_to(tmp_path / "b") for p in again]
-    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(first, again))
-    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(first, other))
+    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(first, again, strict=True))
+    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(first, other, strict=True))
 
     parquet = pq.read_table(first[0])
     assert parquet.column_names == TLC_YELLOW_COLUMNS

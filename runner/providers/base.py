@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar, Mapping, Protocol
+from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from runner import config, images
 from runner.errors import RunnerError, SpecError

@@ -10,8 +10,8 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from runner import config
 from runner.providers import proc
