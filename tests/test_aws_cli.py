@@ -138,3 +138,26 @@ def test_doctor_checks_the_setup_and_names_fixes(aws):
     assert fails == {"store", "instance", "network"}
     assert "set RUNNER_STORE=s3://bucket/prefix" in r.stdout and "create it (docs/aws.md)" in r.stdout
     assert run_cli("doctor", "--cloud", "sandbox").returncode == 0
+
+
+def test_gc_terminates_ec2_vms_whose_job_ended_or_is_unknown(aws, make_job):
+    d = make_job({"name": "sweep", "command": "sleep 600"})
+    ended, alive = launch_json(d), launch_json(d)
+    key = f"runner/jobs/{ended['job_id']}/status.json"
+    aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=json.dumps({"state": "SUCCEEDED", "exit_code": 0}).encode())
+    stranger = aws.ec2.run_instances(ImageId=aws.ami, MinCount=1, MaxCount=1, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "runner-job", "Value": "ghost-20200101T000000Z-abcdef"}]}])
+    untagged = aws.ec2.run_instances(ImageId=aws.ami, MinCount=1, MaxCount=1)
+    dry = run_cli("gc", "--cloud", "aws")
+    assert dry.returncode == 0, dry.stderr
+    assert ended["job_id"] in dry.stdout and "its job ended SUCCEEDED" in dry.stdout
+    assert "no job 'ghost-20200101T000000Z-abcdef'" in dry.stdout
+    assert alive["job_id"] not in dry.stdout and untagged["Instances"][0]["InstanceId"] not in dry.stdout
+    [i] = instances(aws.ec2, ended["job_id"])
+    assert i["State"]["Name"] in ("pending", "running")  # a dry run terminates nothing
+    assert run_cli("gc", "--cloud", "aws", "--yes").returncode == 0
+    assert instances(aws.ec2, ended["job_id"])[0]["State"]["Name"] in ("shutting-down", "terminated")
+    ghost = stranger["Instances"][0]["InstanceId"]
+    state = aws.ec2.describe_instances(InstanceIds=[ghost])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    assert instances(aws.ec2, alive["job_id"])[0]["State"]["Name"] in ("pending", "running")

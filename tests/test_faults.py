@@ -22,3 +22,13 @@ def test_fault(fault, metadata, s3_server, tmp_path):
     if case.state == "PREEMPTED":
         assert any("spot/instance-action" in r for r in metadata.requests)  # IMDSv2: token first, then the notice
         assert metadata.requests[0] == "PUT /latest/api/token"
+
+
+def test_gcp_preemption_notice_is_seen_too(metadata, tmp_path):
+    """The same fault with GCE's metadata server (instance/preempted) instead of EC2's IMDSv2."""
+    case = next(c for c in cases(metadata) if c.state == "PREEMPTED")
+    case.env = {**case.env, "RUNNER_SANDBOX_INTERRUPTION": "gcp"}
+    seen = run(case, tmp_path / "home")
+    assert verdict(case, seen) == []
+    assert "GET /computeMetadata/v1/instance/preempted" in metadata.requests
+    assert "instance/preempted is TRUE" in seen.reason
