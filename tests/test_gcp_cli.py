@@ -67,7 +67,8 @@ def test_launch_then_vm_gone_without_status_is_lost(gcp_cli, make_job):
     [(zone, name)] = google.instances
     assert name == out["instance"] and zone == "us-central1-a"
     auth = {r["auth"] for r in google.log if r["path"].startswith("/compute")}
-    assert len(auth) == 1 and auth.pop().startswith("Bearer ")  # the key's token (or a JWT it signed itself)
+    # the key's token, or JWTs it signed itself (one per second of signing time: there may be several)
+    assert auth and all(a.startswith("Bearer ") for a in auth)
     assert status(out["job_id"])["state"] == "PROVISIONING"  # the VM runs; nothing written yet
     del google.instances[(zone, name)]  # behind the job's back
     st = status(out["job_id"])
