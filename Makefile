@@ -5,7 +5,7 @@ export CHECKPOINT_DISABLE := 1
 
 # What the local image build and the local VM need on a Debian 12 host.
 HOST_PACKAGES := make packer qemu-system-x86 qemu-utils cloud-image-utils mmdebstrap e2fsprogs \
-	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates
+	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates gcc
 
 .PHONY: help host install test lint demo bench image check-images faults
 
