@@ -217,10 +217,14 @@ def _cost(store, job_id, st) -> dict:
     from runner import cost, jobs
     from runner.errors import NotFoundError
 
-    try:
-        rate = jobs.read_json(store, job_id, "job.json").get("usd_per_hour")
-    except NotFoundError:
-        rate = None
+    rate = None
+    for name, read in (("instance.json", lambda r: r.get("data", {}).get("usd_per_hour")), ("job.json", lambda r: r.get("usd_per_hour"))):
+        try:
+            rate = read(jobs.read_json(store, job_id, name))  # what the launch paid, else the price planned with
+        except NotFoundError:
+            continue
+        if rate is not None:
+            break
     return {"usd_per_hour": rate, "cost_usd": cost.so_far(rate, st.started_at, st.ended_at)}
 
 

@@ -78,7 +78,8 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
         region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
     )
     provider.check_request(request)
-    usd_per_hour = cost.hourly_price(provider, request)
+    # A cloud's price costs API calls: ask before launch only for a ceiling (the launch records what it paid)
+    usd_per_hour = cost.hourly_price(provider, request) if spec.max_cost or cloud in cost.FREE else None
     if spec.max_cost:
         limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, request.instance_type)
         if limit and limit < spec.max_runtime:
