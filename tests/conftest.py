@@ -47,6 +47,17 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     )
 
 
+def cli_json(*args: str) -> dict:
+    """`runner ARGS` that must succeed and print one JSON object."""
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def job_status(job_id: str) -> dict:
+    return cli_json("status", job_id, "--json")
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3/EC2 server on 127.0.0.1 (subprocesses such as s5cmd reach it by endpoint URL)."""

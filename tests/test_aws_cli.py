@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import cli_json, run_cli
+from conftest import job_status as status
 
 pytest.register_assert_rewrite("aws_fixtures")
 from aws_fixtures import ACCOUNT, REGION, instances
@@ -14,16 +15,8 @@ from aws_fixtures import ACCOUNT, REGION, instances
 pytest_plugins = ["aws_fixtures"]
 
 
-def launch_json(job_dir, *args):
-    r = run_cli("launch", str(job_dir), "--cloud", "aws", "--json", *args)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def status(job_id: str) -> dict:
-    r = run_cli("status", job_id, "--json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+def launch_json(job_dir, *args) -> dict:
+    return cli_json("launch", str(job_dir), "--cloud", "aws", "--json", *args)
 
 
 def moto_instance(instance_id: str):

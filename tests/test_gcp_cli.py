@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_json, run_cli
+from conftest import job_status as status
 from test_gcp import IMAGE, SA, ZONES
 from test_gcp_fakes import PROJECT
 
@@ -50,15 +51,7 @@ def gcp_cli(google, gcs, monkeypatch, tmp_path):
 
 
 def launch_json(job_dir, *args) -> dict:
-    r = run_cli("launch", str(job_dir), "--cloud", "gcp", "--json", *args)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def status(job_id: str) -> dict:
-    r = run_cli("status", job_id, "--json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return cli_json("launch", str(job_dir), "--cloud", "gcp", "--json", *args)
 
 
 def test_launch_then_vm_gone_without_status_is_lost(gcp_cli, make_job):
