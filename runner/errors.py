@@ -39,3 +39,9 @@ class CapacityError(RunnerError):
 
 class QuotaError(CapacityError):
     """A quota or limit of the account blocks this request in `scope`."""
+
+
+class NotOwnedError(RunnerError):
+    """A VM named by a job's records does not carry that job's runner-job tag: runner leaves it alone."""
+
+    exit_code = 77  # EX_NOPERM

@@ -22,6 +22,7 @@ class LaunchRequest:
     zone: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     spot_fallback: bool | None = None  # on-demand when no zone has spot capacity; None: the backend's config
+    attempt: int = 1  # 1 for the first launch, N for the (N-1)th relaunch; part of every idempotency token
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,11 @@ class Provider(Protocol):
         """Whether the VM still exists; a VM that never existed is not alive."""
 
     def terminate(self, inst: Instance) -> None:
-        """Stop and delete the VM; idempotent: gone == done."""
+        """Stop and delete the VM; idempotent: gone == done.
+
+        Acts only on a VM that carries the tag/label runner-job=<inst.job_id>: `inst` comes from the
+        store, which a job's VM can write. A VM without that tag raises NotOwnedError and is left alone.
+        """
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
         """Every VM of this backend carrying all of `tags`; a value of "*" matches any value of that key."""
