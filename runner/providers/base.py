@@ -23,6 +23,7 @@ class LaunchRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     spot_fallback: bool | None = None  # on-demand when no zone has spot capacity; None: the backend's config
     attempt: int = 1  # 1 for the first launch, N for the (N-1)th relaunch; part of every idempotency token
+    mounts: tuple[str, ...] = ()  # store-relative paths the job reads (a local VM shares only these, read-only)
 
 
 @dataclass(frozen=True)
