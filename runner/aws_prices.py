@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 TABLE = Path(__file__).parent / "data" / "aws_on_demand.csv"
-SIZE_RE = re.compile(r"^(?:(\d*)xlarge|large|medium|small|micro|nano)$")
+SIZE_RE = re.compile(r"^(?:(\d*)xlarge|large|medium|small|micro|nano)\Z")
 GP3_USD_PER_GB_MONTH = 0.08  # us-east-1 list price; other regions differ by a few cents
 HOURS_PER_MONTH = 730
 

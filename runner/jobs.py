@@ -21,8 +21,8 @@ PREEMPTED, CANCELLED, LOST = "PREEMPTED", "CANCELLED", "LOST"
 STATES = (PENDING, PROVISIONING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, PREEMPTED, CANCELLED, LOST)
 FINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, PREEMPTED, CANCELLED, LOST})
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
-ID_RE = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)-(?P<ts>\d{8}T\d{6}Z)-(?P<rand>[0-9a-f]{6})$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]\Z|^[a-z]\Z")
+ID_RE = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)-(?P<ts>\d{8}T\d{6}Z)-(?P<rand>[0-9a-f]{6})\Z")
 
 
 def utcnow() -> str:

@@ -14,8 +14,8 @@ from runner.errors import SpecError
 from runner.jobs import NAME_RE
 
 CLOUDS = ("sandbox", "local", "aws", "gcp")
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 URI_RE = re.compile(r"^(file|s3|gs)://")
 
 
@@ -26,7 +26,7 @@ def parse_duration(value: Any) -> int:
     if isinstance(value, int):
         seconds = value
     else:
-        m = DURATION_RE.match(str(value).strip())
+        m = DURATION_RE.match(str(value))
         if not m or not any(m.groups()):
             raise ValueError(f"{value!r} is not a duration; use e.g. 90s, 30m, 2h or 1h30m")
         h, mi, s = (int(g or 0) for g in m.groups())
@@ -117,7 +117,7 @@ class JobSpec(BaseModel):
         for name, ref in v.items():
             if not ENV_RE.match(name) or name.startswith("RUNNER_"):
                 raise ValueError(f"{name!r} is not a usable variable name (letters, digits, '_'; RUNNER_* is reserved)")
-            if not re.match(r"^(aws-ssm:/\S+|gcp-sm:projects/[^/\s]+/secrets/[^/\s]+(/versions/[^/\s]+)?)$", ref):
+            if not re.match(r"^(aws-ssm:/\S+|gcp-sm:projects/[^/\s]+/secrets/[^/\s]+(/versions/[^/\s]+)?)\Z", ref):
                 raise ValueError(
                     f"{name}={ref!r} is not a secret reference: use aws-ssm:/parameter/name (SSM Parameter Store) "
                     "or gcp-sm:projects/P/secrets/S (Secret Manager); the value is fetched on the VM, never sent in user-data"

@@ -22,7 +22,7 @@ from runner.store import split_uri
 
 DEFAULT_TYPE = "m6i.large"
 IMAGE_PREFIX = "runner-"  # images/ names AMIs runner-<timestamp> (and tags them runner-image=1)
-TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+\Z")
 ALIVE = ("pending", "running", "stopping", "stopped")
 ZONE_CAPACITY = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
                            "SpotMaxPriceTooLow", "Unsupported", "InsufficientFreeAddressesInSubnet"})
@@ -117,7 +117,7 @@ def newest_image(found: list[Mapping]) -> Mapping | None:
 def type_arch(instance_type: str) -> str:
     """'c7g.large' -> 'arm64' (Graviton: a 'g' after the generation digit), 'm6i.large' -> 'x86_64'."""
     family = instance_type.partition(".")[0]
-    m = re.match(r"^[a-z]+\d+([a-z-]*)$", family)
+    m = re.match(r"^[a-z]+\d+([a-z-]*)\Z", family)
     return "arm64" if family == "a1" or (m and "g" in m[1]) else "x86_64"
 
 

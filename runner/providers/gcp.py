@@ -42,7 +42,7 @@ from runner.providers.gcp_build import (
 )
 from runner.store import split_uri
 
-IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)$")
+IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)\Z")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 WAIT_S = 300.0  # at most this long for an insert's operation; after it, the VM is taken as started
 

@@ -27,8 +27,8 @@ SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",  # the store
           "https://www.googleapis.com/auth/compute")  # the VM deletes itself (shutdown-script below)
 LABEL = "runner-job"
 KEYS = ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint")
-TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]*[a-z0-9]$")  # e2-standard-4, n2-custom-4-16384
-ZONE_RE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]*[a-z0-9]\Z")  # e2-standard-4, n2-custom-4-16384
+ZONE_RE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]\Z")
 ALIVE = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING")
 ARM_FAMILIES = ("t2a", "c4a", "n4a")
 

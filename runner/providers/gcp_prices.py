@@ -25,7 +25,7 @@ GB_PER_VCPU_BY_FAMILY = {("n1", "standard"): 3.75, ("n1", "highmem"): 6.5, ("n1"
                          ("c3", "highcpu"): 2.0, ("c2d", "highcpu"): 2.0}
 PD_BALANCED_USD_PER_GB_MONTH = 0.10
 HOURS_PER_MONTH = 730
-TYPE_RE = re.compile(r"^(?P<family>[a-z0-9]+)-(?:(?P<kind>standard|highmem|highcpu)-(?P<cpus>\d+)|custom-(?P<ccpus>\d+)-(?P<mb>\d+))$")
+TYPE_RE = re.compile(r"^(?P<family>[a-z0-9]+)-(?:(?P<kind>standard|highmem|highcpu)-(?P<cpus>\d+)|custom-(?P<ccpus>\d+)-(?P<mb>\d+))\Z")
 
 
 def shape(machine_type: str) -> tuple[int, float] | None:

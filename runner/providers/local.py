@@ -25,7 +25,7 @@ from runner.providers import proc
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.store import split_uri
 
-TYPE_RE = re.compile(r"^local-(\d+)x(\d+)$")
+TYPE_RE = re.compile(r"^local-(\d+)x(\d+)\Z")
 GUEST_STORE = "file:///mnt/runner-store"
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 POWERDOWN_GRACE = 120.0  # seconds for the guest's script to save its logs after an ACPI power-off
