@@ -2,18 +2,28 @@
 
 URIs are written as users write them, not percent-encoded: `s3://nyc-tlc/trip data/` names
 the key prefix `trip data/`, `file:///srv/my store` the folder `/srv/my store`.
+
+What a store holds is untrusted (a job's VM writes its own folder): a file:// store hands back
+only regular files below its root, never through a symbolic link, and takes no key that climbs
+out of it ('..', an absolute path).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from runner.errors import AuthError, NotFoundError, SpecError, StoreError
+from runner.errors import NotFoundError, SpecError, StoreError
 
 SCHEMES = ("file", "s3", "gs")
+
+
+class OutsideStoreError(StoreError):
+    """A key that would lead out of the store (a '..', an absolute path, a symbolic link)."""
 
 
 def split_uri(uri: str) -> tuple[str, str, str]:
@@ -39,6 +49,12 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def climbs(rel: str) -> bool:
+    """Whether a relative key or path could leave the folder it is put under ('..', absolute, empty)."""
+    parts = PurePosixPath(rel).parts
+    return not rel or rel.startswith("/") or "\\" in rel or "\0" in rel or ".." in parts
+
+
 class Store:
     """A folder of objects under one root URI; keys are '/'-separated paths below it."""
 
@@ -48,13 +64,21 @@ class Store:
     def uri(self, key: str = "") -> str:
         return join(self.root, key) if key else self.root
 
-    # Each subclass implements these six; every other operation is built on them.
+    # Each subclass implements these eight; every other operation is built on them.
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write an object atomically: a reader sees the old bytes or the new, never a part."""
         raise NotImplementedError
 
-    def get_bytes(self, key: str, offset: int = 0) -> bytes:
-        """Read an object from `offset`; NotFoundError if it does not exist."""
+    def get_bytes(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read up to `length` bytes (None: all) of an object from `offset`; NotFoundError if it does not exist."""
+        raise NotImplementedError
+
+    def get_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str]:
+        """The object's first `limit` bytes (None: all) and its version, for `put_if`; NotFoundError if missing."""
+        raise NotImplementedError
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> bool:
+        """Write only if the object is still at version `expected` (None: only if it does not exist); else False."""
         raise NotImplementedError
 
     def list(self, prefix: str) -> list[str]:
@@ -76,13 +100,17 @@ class Store:
         return sorted({k[len(base):].split("/", 1)[0] for k in self.list(base) if "/" in k[len(base):]})
 
     def download_tree(self, key: str, dest: Path) -> list[Path]:
-        """Copy one object, or every object below a prefix ending in '/', to `dest`."""
+        """Copy one object, or every object below a prefix ending in '/', to `dest`; a key that would land
+        outside `dest` (a '..' in it) is skipped."""
         if not key.endswith("/"):
             self.download(key, dest)
             return [dest]
         got = []
         for k in self.list(key):
-            target = dest / k[len(key):]
+            rel = k[len(key):]
+            if climbs(rel) or rel.endswith("/"):
+                continue
+            target = dest / rel
             self.download(k, target)
             got.append(target)
         return got
@@ -96,42 +124,92 @@ class FileStore(Store):
         self.base = Path(split_uri(root)[2])
 
     def _path(self, key: str) -> Path:
-        return self.base / key
+        """The file a key names, if it stays below the root without passing through a link."""
+        key = key.rstrip("/")
+        if key and climbs(key):
+            raise OutsideStoreError(f"{key!r} is not a key of {self.root}: it has a '..', is absolute or is empty")
+        path = self.base / key
+        if key and Path(os.path.realpath(path)) != Path(os.path.realpath(self.base)) / key:
+            raise OutsideStoreError(f"{self.uri(key)} is a symbolic link, or lies below one: not an object of the store")
+        return path
+
+    def _file(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFoundError(f"{self.uri(key)} does not exist")
+        return path
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path(key)  # a folder made by someone else on the way may be a link
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
 
-    def get_bytes(self, key: str, offset: int = 0) -> bytes:
+    def get_bytes(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
-            with open(self._path(key), "rb") as f:
+            with open(self._file(key), "rb") as f:
                 f.seek(offset)
-                return f.read()
+                return f.read() if length is None else f.read(length)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFoundError(f"{self.uri(key)} does not exist") from None
 
+    @staticmethod
+    def _version(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def get_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str]:
+        data = self.get_bytes(key)  # the version is of the whole object; callers cap what they parse
+        return (data if limit is None else data[:limit]), self._version(data)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".{path.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self._version(self.get_bytes(key))
+            except NotFoundError:
+                current = None
+            if current != expected:
+                return False
+            self.put_bytes(key, data)
+            return True
+
     def list(self, prefix: str) -> list[str]:
-        top = self._path(prefix)
+        try:
+            top = self._path(prefix)
+        except OutsideStoreError:
+            return []
         if top.is_file():
             return [prefix]
         if not top.is_dir():
             return []
-        return sorted(
-            str(p.relative_to(self.base))
-            for p in top.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        keys = []
+        for folder, dirs, files in os.walk(top):  # does not descend into linked folders
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+            for name in files:
+                path = os.path.join(folder, name)
+                if not name.startswith(".") and not os.path.islink(path) and os.path.isfile(path):
+                    keys.append(Path(path).relative_to(self.base).as_posix())
+        return sorted(keys)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except OutsideStoreError:
+            return False
 
     def children(self, prefix: str) -> list[str]:
-        top = self._path(prefix)
-        return sorted(p.name for p in top.iterdir() if p.is_dir()) if top.is_dir() else []
+        try:
+            top = self._path(prefix)
+        except OutsideStoreError:
+            return []
+        if not top.is_dir():
+            return []
+        return sorted(p.name for p in top.iterdir() if p.is_dir() and not p.is_symlink())
 
     def upload(self, path: Path, key: str) -> None:
         dest = self._path(key)
@@ -141,164 +219,32 @@ class FileStore(Store):
         os.replace(tmp, dest)
 
     def download(self, key: str, path: Path) -> None:
-        src = self._path(key)
-        if not src.is_file():
-            raise NotFoundError(f"{self.uri(key)} does not exist")
+        src = self._file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, path)
+        with open(src, "rb", opener=_no_follow) as f, open(path, "wb") as out:
+            shutil.copyfileobj(f, out)
 
 
-class S3Store(Store):
-    """An S3 bucket prefix; honours AWS_ENDPOINT_URL and the standard credential chain."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        _, self.bucket, self.prefix = split_uri(root)
-        import boto3  # imported only when an s3:// store is used
-
-        self.client = boto3.client("s3")
-        self._errors = self.client.exceptions
-
-    def _key(self, key: str) -> str:
-        return join(self.prefix, key)
-
-    def _call(self, what: str, key: str, fn, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return fn(*args, **kwargs)
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound", "InvalidRange"):
-                raise NotFoundError(f"{self.uri(key)} does not exist") from None
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"):
-                raise StoreError(f"{what} {self.uri(key)}: access denied ({code}); check the credentials and the bucket policy") from None
-            raise StoreError(f"{what} {self.uri(key)}: {code}: {e}") from None
-        except BotoCoreError as e:
-            raise StoreError(f"{what} {self.uri(key)}: {e}") from None
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("write", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def get_bytes(self, key: str, offset: int = 0) -> bytes:
-        kw = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            resp = self._call("read", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key), **kw)
-        except NotFoundError:
-            if offset and self.exists(key):
-                return b""  # the object exists; nothing past offset
-            raise
-        return resp["Body"].read()
-
-    def exists(self, key: str) -> bool:
-        try:
-            self._call("read", key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
-            return True
-        except NotFoundError:
-            return False
-
-    def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix)
-        strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
-        keys = []
-        for page in self._call("list", prefix, list, pages):
-            keys += [o["Key"][strip:] for o in page.get("Contents", [])]
-        return sorted(keys)
-
-    def children(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/") + "/"
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, Delimiter="/")
-        names = []
-        for page in self._call("list", prefix, list, pages):
-            names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-        return sorted(names)
-
-    def upload(self, path: Path, key: str) -> None:
-        self._call("write", key, self.client.upload_file, str(path), self.bucket, self._key(key))
-
-    def download(self, key: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._call("read", key, self.client.download_file, self.bucket, self._key(key), str(path))
+def _no_follow(path: str, flags: int) -> int:
+    """Open without following a link swapped in at the last moment."""
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
-class GCSStore(Store):
-    """A GCS bucket prefix; honours STORAGE_EMULATOR_HOST and Application Default Credentials."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        _, bucket, self.prefix = split_uri(root)
-        from google.auth.exceptions import DefaultCredentialsError
-        from google.cloud import storage  # imported only when a gs:// store is used
-
-        try:  # project=None: a store needs no project (ADC from `gcloud auth application-default login` has none)
-            self.bucket = storage.Client(project=None).bucket(bucket)
-        except DefaultCredentialsError:
-            raise AuthError(
-                f"{root}: no Google credentials (Application Default Credentials) found; run "
-                "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a key file"
-            ) from None
-
-    def _blob(self, key: str):
-        return self.bucket.blob(join(self.prefix, key))
-
-    def _call(self, key: str, fn, *args):
-        from google.api_core import exceptions as gexc
-        from google.auth.exceptions import GoogleAuthError
-        from requests import RequestException
-
-        try:
-            return fn(*args)
-        except gexc.NotFound:
-            raise NotFoundError(f"{self.uri(key)} does not exist") from None
-        except gexc.Forbidden as e:
-            raise StoreError(f"{self.uri(key)}: permission denied: {e.message}") from None
-        except gexc.GoogleAPIError as e:
-            raise StoreError(f"{self.uri(key)}: {e}") from None
-        except GoogleAuthError as e:
-            raise AuthError(f"{self.uri(key)}: the Google credentials were refused ({e}); run `gcloud auth application-default login`") from None
-        except RequestException as e:
-            raise StoreError(f"{self.uri(key)}: cannot reach GCS ({e})") from None
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._call(key, self._blob(key).upload_from_string, data)
-
-    def get_bytes(self, key: str, offset: int = 0) -> bytes:
-        blob = self._call(key, self.bucket.get_blob, join(self.prefix, key))
-        if blob is None:
-            raise NotFoundError(f"{self.uri(key)} does not exist")
-        return b"" if offset >= (blob.size or 0) else self._call(key, lambda: blob.download_as_bytes(start=offset))
-
-    def exists(self, key: str) -> bool:
-        return bool(self._call(key, self._blob(key).exists))
-
-    def list(self, prefix: str) -> list[str]:
-        strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
-        blobs = self._call(prefix, lambda: list(self.bucket.client.list_blobs(self.bucket, prefix=join(self.prefix, prefix))))
-        return sorted(b.name[strip:] for b in blobs)
-
-    def children(self, prefix: str) -> list[str]:
-        full = join(self.prefix, prefix).rstrip("/") + "/"
-
-        def names() -> set[str]:
-            pages = self.bucket.client.list_blobs(self.bucket, prefix=full, delimiter="/")
-            for _ in pages:  # the prefixes fill in as the pages are read
-                pass
-            return set(pages.prefixes)
-
-        return sorted(p[len(full):].rstrip("/") for p in self._call(prefix, names))
-
-    def upload(self, path: Path, key: str) -> None:
-        self._call(key, self._blob(key).upload_from_filename, str(path))
-
-    def download(self, key: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._call(key, self._blob(key).download_to_filename, str(path))
-
-
-STORES = {"file": FileStore, "s3": S3Store, "gs": GCSStore}
+STORES = {"file": "runner.store:FileStore", "s3": "runner.cloud_stores:S3Store", "gs": "runner.cloud_stores:GCSStore"}
 
 
 def open_store(uri: str) -> Store:
-    """The Store for a root URI, by scheme."""
-    return STORES[split_uri(uri)[0]](uri)
+    """The Store for a root URI, by scheme (a cloud store's SDK is imported only when it is used)."""
+    import importlib
+
+    module, cls = STORES[split_uri(uri)[0]].split(":")
+    return getattr(importlib.import_module(module), cls)(uri)
+
+
+def __getattr__(name: str):
+    """S3Store and GCSStore live in runner.cloud_stores; importable from here as before."""
+    if name in ("S3Store", "GCSStore"):
+        from runner import cloud_stores
+
+        return getattr(cloud_stores, name)
+    raise AttributeError(name)

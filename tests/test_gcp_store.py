@@ -49,7 +49,7 @@ def test_gcs_store_without_credentials_says_how_to_get_them(monkeypatch):
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setattr(google_auth, "default", no_adc)
     with pytest.raises(AuthError, match="gcloud auth application-default login"):
-        GCSStore("gs://bucket/prefix")
+        GCSStore("gs://bucket/prefix").exists("x")  # the client is made on first use
     from google.auth.credentials import AnonymousCredentials
 
     monkeypatch.setattr(google_auth, "default", lambda *a, **kw: (AnonymousCredentials(), None))  # ADC with no project
