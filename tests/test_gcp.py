@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
 
 import pytest
 from test_gcp_fakes import PROJECT, TOKEN
@@ -80,7 +81,7 @@ def test_instance_body_standard_in_a_subnet_with_an_external_ip():
     assert body["scheduling"]["provisioning_model"] == "STANDARD" and body["scheduling"]["on_host_maintenance"] == "MIGRATE"
     assert body["scheduling"]["instance_termination_action"] == "DELETE"
     assert "api=https://compute-psc.p.googleapis.com\n" in body["metadata"]["items"][1]["value"]
-    assert request_id(JOB, Attempt("spot", "z")) != request_id(JOB, Attempt("standard", "z")) == request_id(JOB, Attempt("standard", "z"))
+    assert request_id(JOB, Attempt("spot", "z"), 1) != request_id(JOB, Attempt("standard", "z"), 1) == request_id(JOB, Attempt("standard", "z"), 1)
 
 
 def test_names_and_labels_fit_gce_rules():
@@ -89,6 +90,24 @@ def test_names_and_labels_fit_gce_rules():
     assert len(name) <= 63 and name.endswith("-20240101t000000z-abcdef") and name == name.lower()
     body = instance_body(request(tags={"runner-job": JOB, "Team.Name": "Data Eng"}), GcpSettings(PROJECT), "i", Attempt("spot", "z-a"))
     assert body["labels"] == {"team-name": "data-eng", "runner-job": "demo-20240101t000000z-abcdef"}
+
+
+def test_request_id_changes_with_the_launch_attempt():
+    """A relaunch after a preemption is a new insert: GCE ignores a request_id it has seen (for a while)."""
+    spot = Attempt("spot", "us-central1-a")
+    first, again, relaunch = request_id(JOB, spot, 1), request_id(JOB, spot, 1), request_id(JOB, spot, 2)
+    assert first == again != relaunch and str(uuid.UUID(relaunch)) == relaunch
+    ids = {request_id(j, Attempt(m, z), n) for j in (JOB, JOB + "x") for m in ("spot", "standard")
+           for z in ("us-central1-a", "us-central1-b") for n in (1, 2, 3)}
+    assert len(ids) == 2 * 2 * 2 * 3
+
+
+def test_relaunch_sends_a_new_request_id(gcp, google):
+    gcp.launch(request())
+    google.preempt("us-central1-a", "runner-demo-20240101t000000z-abcdef")
+    inst = gcp.launch(request(attempt=2))
+    first, second = (r["args"]["requestId"] for r in google.inserts())
+    assert first != second and ("us-central1-a", inst.id) in google.instances
 
 
 def test_attempts_spot_zones_then_standard_if_allowed():
@@ -192,7 +211,7 @@ def test_launch_sends_the_exact_insert_body(gcp, google):
     inst = gcp.launch(request())
     [insert] = google.inserts()
     assert insert["path"] == f"/compute/v1/projects/{PROJECT}/zones/us-central1-a/instances"
-    assert insert["args"]["requestId"] == request_id(JOB, Attempt("spot", "us-central1-a"))
+    assert insert["args"]["requestId"] == request_id(JOB, Attempt("spot", "us-central1-a"), 1)
     body = insert["json"]
     assert body["scheduling"] == {"provisioningModel": "SPOT", "instanceTerminationAction": "DELETE", "automaticRestart": False,
                                   "onHostMaintenance": "TERMINATE", "maxRunDuration": {"seconds": "4500"}}

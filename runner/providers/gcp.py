@@ -40,6 +40,7 @@ from runner.providers.gcp_build import (
     region_of,
     request_id,
 )
+from runner.providers.gcp_families import boot_disk_type
 from runner.store import split_uri
 
 IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)\Z")
@@ -234,7 +235,7 @@ class GcpProvider:
         from google.cloud import compute_v1
 
         body = compute_v1.Instance(instance_body(req, cfg, image["link"], a))
-        request = compute_v1.InsertInstanceRequest(project=project, zone=a.zone, instance_resource=body, request_id=request_id(req.job_id, a))
+        request = compute_v1.InsertInstanceRequest(project=project, zone=a.zone, instance_resource=body, request_id=request_id(req.job_id, a, req.attempt))
         what = f"GCE instances.insert ({req.instance_type} {a}, project {project})"
         op = call(what, self.client("InstancesClient").insert_unary, at=a.zone, request=request)
         op = self.wait(op, project, a.zone, what)
@@ -263,7 +264,8 @@ class GcpProvider:
         _, project, image, attempts, fallback = self._prepare(req)
         od = gcp_prices.on_demand(region_of(attempts[0].zone), req.instance_type)
         deadline = req.max_runtime + DEADLINE_MARGIN
-        most = gcp_prices.cost(od[0] if od else None, deadline, req.disk_gb)
+        disk = boot_disk_type(req.instance_type)
+        most = gcp_prices.cost(od[0] if od else None, deadline, req.disk_gb, disk)
         return {
             "project": project,
             "image": f"{image['name']} ({image['source']})",
@@ -275,7 +277,7 @@ class GcpProvider:
             "max_cost_spot_usd": most if req.spot else None,
             "max_cost_on_demand_usd": most if (not req.spot or fallback) else None,
             "cost_note": f"at the cloud-side deadline ({deadline} s = max runtime + {DEADLINE_MARGIN} s) with a "
-                         f"{req.disk_gb} GB pd-balanced disk; spot is at most the on-demand price (usually 60-90% less)",
+                         f"{req.disk_gb} GB {disk} disk; spot is at most the on-demand price (usually 60-90% less)",
         }
 
     def _where(self, inst: Instance) -> tuple[str, str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from runner import settings
 from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
 from runner.providers.base import InstanceState, LaunchRequest
+from runner.providers.gcp_families import boot_disk_type, on_host_maintenance
 
 DEFAULT_TYPE = "e2-standard-4"
 IMAGE_FAMILY = "runner"  # images/variables.pkr.hcl: image_family
@@ -183,7 +184,7 @@ def instance_body(req: LaunchRequest, cfg: GcpSettings, image: str, attempt: Att
             "auto_delete": True,
             "initialize_params": {
                 "source_image": image, "disk_size_gb": req.disk_gb,
-                "disk_type": f"zones/{zone}/diskTypes/pd-balanced", "labels": tags,
+                "disk_type": f"zones/{zone}/diskTypes/{boot_disk_type(req.instance_type)}", "labels": tags,
             },
         }],
         "network_interfaces": [nic],
@@ -193,14 +194,14 @@ def instance_body(req: LaunchRequest, cfg: GcpSettings, image: str, attempt: Att
             "instance_termination_action": "DELETE",  # at preemption and at the deadline
             "max_run_duration": {"seconds": req.max_runtime + DEADLINE_MARGIN},
             "automatic_restart": False,  # a restarted VM would not run its user-data again
-            "on_host_maintenance": "TERMINATE" if spot else "MIGRATE",
+            "on_host_maintenance": on_host_maintenance(req.instance_type, spot),
         },
     }
 
 
-def request_id(job_id: str, attempt: Attempt) -> str:
-    """The same attempt retried (a timeout) cannot start a second VM."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"runner/{job_id}/{attempt.market}/{attempt.zone}"))
+def request_id(job_id: str, attempt: Attempt, launch: int) -> str:
+    """The same insert retried (a timeout) cannot start a second VM; a relaunch (`launch` N) is a new insert."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"runner/{job_id}/{launch}/{attempt.market}/{attempt.zone}"))
 
 
 def shutdown_script(api: str) -> str:

@@ -23,7 +23,10 @@ RATES = {  # machine family: (USD per vCPU-hour, USD per GB-hour), on-demand, us
 GB_PER_VCPU = {"standard": 4.0, "highmem": 8.0, "highcpu": 1.0}
 GB_PER_VCPU_BY_FAMILY = {("n1", "standard"): 3.75, ("n1", "highmem"): 6.5, ("n1", "highcpu"): 0.9,
                          ("c3", "highcpu"): 2.0, ("c2d", "highcpu"): 2.0}
-PD_BALANCED_USD_PER_GB_MONTH = 0.10
+DISK_USD_PER_GB_MONTH = {  # boot disk capacity; a Hyperdisk Balanced disk includes 3000 IOPS and 140 MB/s
+    "pd-balanced": 0.10,
+    "hyperdisk-balanced": 0.08,
+}
 HOURS_PER_MONTH = 730
 TYPE_RE = re.compile(r"^(?P<family>[a-z0-9]+)-(?:(?P<kind>standard|highmem|highcpu)-(?P<cpus>\d+)|custom-(?P<ccpus>\d+)-(?P<mb>\d+))\Z")
 
@@ -50,9 +53,9 @@ def on_demand(region: str, machine_type: str) -> tuple[float, str] | None:
     return price, f"{REGION} list price as of {AS_OF}{where}"
 
 
-def cost(usd_per_hour: float | None, seconds: int, disk_gb: int) -> float | None:
-    """The most a run can cost: the VM and its pd-balanced boot disk for `seconds`."""
+def cost(usd_per_hour: float | None, seconds: int, disk_gb: int, disk_type: str = "pd-balanced") -> float | None:
+    """The most a run can cost: the VM and its boot disk (of `disk_type`) for `seconds`."""
     if usd_per_hour is None:
         return None
-    disk = disk_gb * PD_BALANCED_USD_PER_GB_MONTH / HOURS_PER_MONTH
+    disk = disk_gb * DISK_USD_PER_GB_MONTH.get(disk_type, max(DISK_USD_PER_GB_MONTH.values())) / HOURS_PER_MONTH
     return round((usd_per_hour + disk) * seconds / 3600, 4)
