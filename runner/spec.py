@@ -7,10 +7,10 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runner.errors import SpecError
+from runner.job_yaml import read_job_yaml
 from runner.jobs import NAME_RE
 
 CLOUDS = ("sandbox", "local", "aws", "gcp")
@@ -168,10 +168,9 @@ def load_job(job_dir: str | Path, overrides: dict | None = None) -> tuple[JobSpe
     if not path.is_file():
         hint = f"; {job_dir} is a file, give its folder" if job_dir.is_file() else ""
         raise SpecError(f"{path}: no such file: a job is a folder with a job.yaml (name, command){hint}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    data = read_job_yaml(path)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the top level must be a mapping of fields (name: ..., command: ...), not {type(data).__name__}")
     return validate(data, str(path), overrides), job_dir.resolve()
