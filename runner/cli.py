@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from runner.errors import RunnerError
+from runner.errors import NotFoundError, RunnerError
 
 
 class Group(click.Group):
@@ -286,24 +286,24 @@ def gc(clouds, yes):
 @click.argument("job_id")
 @click.argument("dest", type=click.Path(path_type=Path))
 def outputs(job_id, dest):
-    """Download a job's outputs into DEST."""
-    from runner import jobs
-    from runner.errors import NotFoundError
-    from runner.store import open_store, split_uri
+    """Download a job's outputs into DEST.
 
-    store = _store()
-    record = jobs.read_json(store, jobs.check_job_id(job_id), "job.json")
-    got = []
-    for path, uri in record["outputs"].items():
-        scheme, bucket, key = split_uri(uri)
-        root = "file:///" if scheme == "file" else f"{scheme}://{bucket}"
-        try:
-            got += open_store(root).download_tree(key.lstrip("/"), dest / path)
-        except NotFoundError:
-            click.echo(f"not in the store (yet): {uri}", err=True)
-    for g in got:
+    \b
+    job.json may have been rewritten by the job's VM, so its outputs are checked first:
+    every file lands inside DEST (an output path or key with '..', or an absolute path,
+    is refused); a URI in the store is read only from this job's own folder; a file://
+    URI outside the store is refused; s3:// and gs:// URIs outside it are read as declared;
+    symbolic links in a file:// store are not followed.
+    """
+    from runner import jobs
+    from runner import outputs as out
+
+    result = out.download(_store(), jobs.check_job_id(job_id), dest)
+    for note in result.notes:
+        click.echo(note, err=True)
+    for g in result.got:
         click.echo(g)
-    if not got:
+    if not result.got:
         raise NotFoundError(f"{job_id} has no outputs in the store; see `runner status {job_id}` and `runner logs {job_id}`")
 
 

@@ -11,7 +11,6 @@ out of it ('..', an absolute path).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import tempfile
@@ -156,13 +155,16 @@ class FileStore(Store):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFoundError(f"{self.uri(key)} does not exist") from None
 
-    @staticmethod
-    def _version(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()
+    def _read_versioned(self, key: str, limit: int | None) -> tuple[bytes, str]:
+        try:
+            with open(self._file(key), "rb", opener=_no_follow) as f:
+                st = os.fstat(f.fileno())  # a write replaces the file: a new inode, size or time
+                return (f.read() if limit is None else f.read(limit)), f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFoundError(f"{self.uri(key)} does not exist") from None
 
     def get_versioned(self, key: str, limit: int | None = None) -> tuple[bytes, str]:
-        data = self.get_bytes(key)  # the version is of the whole object; callers cap what they parse
-        return (data if limit is None else data[:limit]), self._version(data)
+        return self._read_versioned(key, limit)
 
     def put_if(self, key: str, data: bytes, expected: str | None) -> bool:
         path = self._path(key)
@@ -170,7 +172,7 @@ class FileStore(Store):
         with open(path.parent / f".{path.name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                current = self._version(self.get_bytes(key))
+                current = self._read_versioned(key, 0)[1]
             except NotFoundError:
                 current = None
             if current != expected:

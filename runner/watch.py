@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import BinaryIO
 
 from runner import jobs
-from runner.errors import NotFoundError
+from runner.logs import Follower
 from runner.providers import get_provider
 from runner.providers.base import Instance
 from runner.store import Store
@@ -30,11 +30,8 @@ def exit_code(status: jobs.Status) -> int:
 
 
 def instance_of(store: Store, job_id: str) -> Instance | None:
-    try:
-        record = jobs.read_json(store, job_id, "instance.json")
-    except NotFoundError:
-        return None
-    return Instance.from_json(record) if "id" in record else None  # none while a VM is being (re)started
+    """The job's VM from instance.json; None when none is known (none yet, a relaunch starting, a bad record)."""
+    return jobs.read_instance(store, job_id)[0]
 
 
 def refresh(store: Store, job_id: str, check_vm: bool = True) -> jobs.Status:
@@ -48,31 +45,21 @@ def refresh(store: Store, job_id: str, check_vm: bool = True) -> jobs.Status:
     vm = get_provider(inst.cloud).state(inst)
     if vm.alive:
         return status
-    status = jobs.read_status(store, job_id)  # it may have written its last status just before going
-    if status.final:
-        return status
     state = jobs.PREEMPTED if vm.preempted else jobs.LOST
     reason = vm.reason or f"the VM {inst.id} is gone and never wrote a final status"
     lost = jobs.Status(state, reason=reason, started_at=status.started_at, ended_at=jobs.utcnow())
-    jobs.write_status(store, job_id, lost)
-    return lost
+    return jobs.write_status(store, job_id, lost)  # a final status the VM wrote just before going stays
 
 
-def print_log(store: Store, job_id: str, offset: int, out: TextIO, name: str = "job.log") -> int:
-    """Print the log from `offset`; returns the new offset."""
-    try:
-        data = store.get_bytes(jobs.job_key(job_id, "logs", name), offset)
-    except NotFoundError:
-        return offset
-    if data:
-        out.write(data.decode("utf-8", errors="replace"))
-        out.flush()
-    return offset + len(data)
+def wait(store: Store, job_id: str, follow: bool = False, out: BinaryIO | None = None, poll: float = 0.5,
+         follower: Follower | None = None) -> jobs.Status:
+    """Block until the job reaches a final state, printing its log as it grows when `follow`.
 
-
-def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdout, poll: float = 0.5) -> jobs.Status:
-    """Block until the job reaches a final state, printing its log as it grows when `follow`."""
-    offset, next_check, every = 0, 0.0, None
+    Pass the same `follower` to each wait of one job (e.g. across relaunches) so no attempt is printed twice.
+    """
+    if follow and follower is None:
+        follower = Follower(store, job_id, out or sys.stdout.buffer)
+    next_check, every = 0.0, None
     while True:
         now = time.monotonic()
         status = refresh(store, job_id, check_vm=now >= next_check)
@@ -80,8 +67,8 @@ def wait(store: Store, job_id: str, follow: bool = False, out: TextIO = sys.stdo
             if every is None and (inst := instance_of(store, job_id)):
                 every = float(getattr(get_provider(inst.cloud), "state_every", 0.0))
             next_check = now + (every or 0.0)
-        if follow:
-            offset = print_log(store, job_id, offset, out)
+        if follower:
+            follower.poll()  # after the status: a final status is written after the last log push
         if status.final:
             _until_powered_off(store, job_id, poll)
             return status
