@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from runner import aws_prices, images, settings
-from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
+from runner.errors import CapacityError, NotFoundError, NotOwnedError, QuotaError, SpecError
+from runner.providers.aws_errors import call, classify, translate  # noqa: F401 (the backend's error edge)
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.settings import AwsSettings
 from runner.store import split_uri
@@ -24,18 +25,12 @@ DEFAULT_TYPE = "m6i.large"
 IMAGE_PREFIX = "runner-"  # images/ names AMIs runner-<timestamp> (and tags them runner-image=1)
 TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+\Z")
 ALIVE = ("pending", "running", "stopping", "stopped")
-ZONE_CAPACITY = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
-                           "SpotMaxPriceTooLow", "Unsupported", "InsufficientFreeAddressesInSubnet"})
-QUOTA = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded", "VolumeLimitExceeded"})
-AUTH = frozenset({
-    "UnauthorizedOperation", "AuthFailure", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
-    "RequestExpired", "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException", "OptInRequired",
-    "UnrecognizedClientException", "InvalidAccessKeyId", "NoSuchEntity",
-})
-AUTH_BOTOCORE = frozenset({"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "ProfileNotFound",
-                           "TokenRetrievalError", "SSOTokenLoadError", "UnauthorizedSSOTokenError", "NoAuthTokenError"})
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+NEW_GRACE = 300.0  # s: how long a new instance may be missing from DescribeInstances (eventual consistency)
+CLOCK_SKEW = 120.0  # s: a launch time this far ahead of our clock is still believed
 PREEMPTION = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
-CREDENTIALS_FIX = "configure AWS credentials (aws configure, AWS_PROFILE or aws sso login), then run `runner doctor --cloud aws`"
 
 
 @dataclass(frozen=True)
@@ -90,8 +85,7 @@ def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, 
             "Ebs": {"VolumeSize": req.disk_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
         }],
         "TagSpecifications": [{"ResourceType": r, "Tags": tags} for r in ("instance", "volume")],
-        # the same attempt retried (a timeout) cannot start a second VM
-        "ClientToken": hashlib.sha256(f"{req.job_id}/{attempt.market}/{attempt.zone}".encode()).hexdigest()[:40],
+        "ClientToken": client_token(req, attempt),
     }
     if cfg.instance_profile:
         p = cfg.instance_profile
@@ -108,6 +102,16 @@ def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, 
             "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
         }
     return kw
+
+
+def client_token(req: LaunchRequest, attempt: Attempt) -> str:
+    """RunInstances' idempotency token: a retried call (a timeout) cannot start a second VM, a relaunch starts a new one.
+
+    EC2 answers a repeated token with the first call's instance for 24 h, dead or alive, so the launch
+    attempt (1, then 2 after a preemption, ...) is part of it; 40 hex digits, within EC2's 64.
+    """
+    key = f"{req.job_id}/{req.attempt}/{attempt.market}/{attempt.zone}"
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def newest_image(found: list[Mapping]) -> Mapping | None:
@@ -132,6 +136,38 @@ def check_fit(req: LaunchRequest, image: Mapping) -> None:
             raise SpecError(f"disk_gb {req.disk_gb} is smaller than image {image['ImageId']}'s {size} GB root volume")
 
 
+def not_listed(inst: Instance, now: datetime) -> InstanceState:
+    """An instance DescribeInstances does not know: still starting while younger than NEW_GRACE, else gone.
+
+    EC2 is eventually consistent: right after RunInstances, DescribeInstances may answer
+    InvalidInstanceID.NotFound. The launch time comes from the store, so a time in the future is not believed.
+    """
+    launched = parse_time(inst.data.get("launched_at"))
+    age = (now - launched).total_seconds() if launched else None
+    if age is not None and -CLOCK_SKEW <= age <= NEW_GRACE:
+        return InstanceState(True, f"EC2 instance {inst.id} is not listed yet ({int(age)} s after its launch): still starting")
+    return InstanceState(False, f"EC2 no longer lists instance {inst.id}, and the job never wrote a final status")
+
+
+def parse_time(value: object) -> datetime | None:
+    """'2024-01-01T00:00:00Z' -> an aware datetime; None for anything else."""
+    try:
+        return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def owner_check(inst: Instance, found: list[Mapping]) -> None:
+    """NotOwnedError unless the described instance carries runner-job=<inst.job_id>."""
+    tags = {t.get("Key"): t.get("Value") for d in found for t in d.get("Tags") or []}
+    if tags.get("runner-job") != inst.job_id or len(found) != 1:
+        has = f"its runner-job tag is {tags['runner-job']!r}" if "runner-job" in tags else "it has no runner-job tag"
+        raise NotOwnedError(
+            f"EC2 instance {inst.id} does not carry the tag runner-job={inst.job_id} ({has}): runner leaves it alone; "
+            "the job's records name a VM that is not the job's own (terminate it yourself if it should go)"
+        )
+
+
 def instance_state(desc: Mapping) -> InstanceState:
     """A describe_instances entry -> alive, or gone and why (a spot reclaim is `preempted`)."""
     name = desc["State"]["Name"]
@@ -142,60 +178,6 @@ def instance_state(desc: Mapping) -> InstanceState:
     if sr.get("Code") in PREEMPTION:
         return InstanceState(False, f"EC2 reclaimed spot instance {desc['InstanceId']} ({why})", preempted=True)
     return InstanceState(False, f"EC2 instance {desc['InstanceId']} is {name} ({why}) and never wrote a final status")
-
-
-def classify(code: str, message: str, what: str, scope: str = "") -> RunnerError:
-    """An AWS error code -> the typed error a user can act on; auth is never reported as capacity."""
-    text = f"{what}: {code}: {message}".rstrip(": ")
-    if code in AUTH or (code == "InvalidParameterValue" and "iamInstanceProfile" in message):
-        if code == "NoSuchEntity" or code == "InvalidParameterValue":
-            fix = "the instance profile does not exist: create it (docs/aws.md) or fix RUNNER_AWS_INSTANCE_PROFILE"
-        elif "iam:PassRole" in message:
-            fix = "the launcher may not pass the instance profile's role: grant iam:PassRole on it (docs/aws.md)"
-        elif code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
-            fix = "these credentials lack the permission: attach the launcher policy in docs/aws.md"
-        else:
-            fix = CREDENTIALS_FIX
-        err: RunnerError = AuthError(f"{text}; {fix}")
-    elif code in QUOTA:
-        err = QuotaError(f"{text}; ask for a higher EC2 vCPU quota (Service Quotas) or use a smaller type", scope=scope)
-    elif code in ZONE_CAPACITY:
-        err = CapacityError(text, scope=scope)
-    elif code.startswith("InvalidAMIID"):
-        err = NotFoundError(f"{text}; build an image with `make image CLOUD=aws`, or pass --image with an AMI of this region")
-    elif code.startswith("InvalidInstanceID"):
-        err = NotFoundError(text)
-    elif code.startswith(("InvalidSubnet", "InvalidGroup", "InvalidSecurityGroup", "InvalidVpc")):
-        err = SpecError(f"{text}; fix RUNNER_AWS_SUBNETS / RUNNER_AWS_SECURITY_GROUP (or [aws] in {settings.path()})")
-    else:
-        err = RunnerError(text)
-    err.code = code  # type: ignore[attr-defined]
-    return err
-
-
-def translate(e: Exception, what: str, scope: str = "") -> Exception:
-    """A boto3/botocore exception -> a RunnerError; anything else is returned as it is."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        return classify(str(err.get("Code", "")), str(err.get("Message", "")), what, scope)
-    if isinstance(e, BotoCoreError):
-        if {c.__name__ for c in type(e).__mro__} & AUTH_BOTOCORE:
-            return AuthError(f"{what}: {e}; {CREDENTIALS_FIX}")
-        return RunnerError(f"{what}: {e} (check the network, and AWS_ENDPOINT_URL if it is set)")
-    return e
-
-
-def call(what: str, fn, scope: str = "", **kw):
-    """fn(**kw) with its AWS errors translated at the edge."""
-    try:
-        return fn(**kw)
-    except Exception as e:
-        err = translate(e, what, scope)
-        if err is e:
-            raise
-        raise err from None
 
 
 def region_of(zone: str | None) -> str | None:
@@ -309,9 +291,11 @@ class AwsProvider:
                 continue
             i = resp["Instances"][0]
             price = a.price if a.market == "spot" else (aws_prices.on_demand(cfg.region, req.instance_type) or (None,))[0]
+            launched = i.get("LaunchTime") if isinstance(i.get("LaunchTime"), datetime) else datetime.now(timezone.utc)
             data = {
                 "region": cfg.region, "market": a.market, "image": image["ImageId"], "instance_type": req.instance_type,
                 "subnet": i.get("SubnetId", ""), "usd_per_hour": price, "tried": [f"{f}: {e.code}" for f, e in failed],
+                "launched_at": launched.astimezone(timezone.utc).strftime(TIME_FORMAT),
             }
             return Instance(self.name, i["InstanceId"], req.job_id, i.get("Placement", {}).get("AvailabilityZone", a.zone), data)
         tried = "; ".join(f"{f}: {e.code}" for f, e in failed)
@@ -337,18 +321,26 @@ class AwsProvider:
         }
 
     def _ec2_of(self, inst: Instance):
-        """The EC2 client for the instance's region (recorded in instance.json), and the region."""
+        """The EC2 client for the instance's region (recorded in instance.json, so checked), and the region."""
         region = str(inst.data.get("region") or self.load_settings().region)
+        if not REGION_RE.fullmatch(region):
+            raise SpecError(f"instance.json of {inst.job_id} names region {region[:40]!r}, which is not an AWS region")
         return self.client("ec2", region), region
 
-    def state(self, inst: Instance) -> InstanceState:
+    def _describe(self, inst: Instance) -> list[dict] | None:
+        """DescribeInstances of the one instance; None when EC2 does not know it."""
         ec2, region = self._ec2_of(inst)
+        if not INSTANCE_ID_RE.fullmatch(inst.id):
+            raise NotOwnedError(f"{inst.id[:40]!r} in instance.json of {inst.job_id} is not an EC2 instance id: runner leaves it alone")
         try:
             resp = call(f"EC2 DescribeInstances {inst.id} ({region})", ec2.describe_instances, InstanceIds=[inst.id])
         except NotFoundError:
-            return InstanceState(False, f"EC2 no longer lists instance {inst.id}, and the job never wrote a final status")
-        found = [i for r in resp["Reservations"] for i in r["Instances"]]
-        return instance_state(found[0]) if found else InstanceState(False, f"EC2 no longer lists instance {inst.id}")
+            return None
+        return [i for r in resp["Reservations"] for i in r["Instances"]] or None
+
+    def state(self, inst: Instance) -> InstanceState:
+        found = self._describe(inst)
+        return instance_state(found[0]) if found else not_listed(inst, datetime.now(timezone.utc))
 
     def find(self, tags: Mapping[str, str], region: str | None = None) -> list[Instance]:
         region = region or self.load_settings().region
@@ -366,9 +358,16 @@ class AwsProvider:
         return found
 
     def terminate(self, inst: Instance) -> None:
-        """Terminates the instance and anything else tagged with its job; gone == done."""
+        """Terminates the instance and anything else tagged with its job; gone == done.
+
+        Only instances tagged runner-job=<inst.job_id>: an instance EC2 describes without that tag raises
+        NotOwnedError before anything is terminated.
+        """
+        found = self._describe(inst)
+        if found:
+            owner_check(inst, found)
         ec2, region = self._ec2_of(inst)
-        ids = {inst.id} | {i.id for i in self.find({"runner-job": inst.job_id}, region)}
+        ids = ({inst.id} if found else set()) | {i.id for i in self.find({"runner-job": inst.job_id}, region)}
         for iid in sorted(ids):  # one call each: a single unknown id fails a batch
             try:
                 call(f"EC2 TerminateInstances {iid} ({region})", ec2.terminate_instances, InstanceIds=[iid])
