@@ -14,9 +14,9 @@ import pytest
 from test_gcp_fakes import PROJECT, TOKEN
 
 from runner import settings
-from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
+from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
 from runner.providers import gcp_prices
-from runner.providers.base import LaunchRequest
+from runner.providers.base import Instance, LaunchRequest
 from runner.providers.gcp import GcpProvider
 from runner.providers.gcp_build import (
     Attempt,
@@ -307,6 +307,31 @@ def test_terminate_is_idempotent_and_finds_by_label(gcp, google):
     gcp.terminate(inst)
     gcp.terminate(inst)  # gone == done
     assert list(google.instances) == [("us-central1-c", "not-ours")] and not gcp.find({"runner-job": JOB})
+
+
+PROD_DB = {"name": "prod-db", "status": "RUNNING", "labels": {"team": "db"}}
+
+
+@pytest.mark.parametrize("labels", [{"team": "db"}, {"runner-job": "demo-20240101t000000z-other0"}, {}])
+def test_terminate_and_state_leave_a_vm_without_the_job_s_label_alone(gcp, google, labels):
+    """instance.json comes from the store, which the job's VM can write: it may name any VM of the project."""
+    google.instances[("us-central1-c", "prod-db")] = {**PROD_DB, "labels": labels}
+    forged = Instance("gcp", "prod-db", JOB, "us-central1-c", {"project": PROJECT, "zone": "us-central1-c", "name": "prod-db"})
+    with pytest.raises(NotOwnedError, match=r"prod-db .*runner-job=demo-20240101t000000z-abcdef"):
+        gcp.terminate(forged)
+    google.instances[("us-central1-c", "prod-db")]["status"] = "TERMINATED"  # stopped: state() deletes stopped VMs it owns
+    st = gcp.state(forged)
+    assert not st.alive and "does not carry" in st.reason
+    assert ("us-central1-c", "prod-db") in google.instances
+    assert not [r for r in google.log if r["method"] == "DELETE"]
+
+
+def test_terminate_refuses_names_that_are_not_gce_names(gcp, google):
+    for zone, name in [("us-central1-c", "prod-db/../../../us-central1-a/instances/x"), ("us-central1-c/../b", "x"), ("us-central1-c", "")]:
+        forged = Instance("gcp", name, JOB, zone, {"project": PROJECT, "zone": zone, "name": name})
+        with pytest.raises(NotOwnedError):
+            gcp.terminate(forged)
+    assert not [r for r in google.log if r["method"] == "DELETE"]
 
 
 def test_console_output_and_sweep(gcp, google):

@@ -117,6 +117,26 @@ def test_cancel_deletes_the_vm_and_marks_cancelled(gcp_cli, make_job):
     assert not google.instances
 
 
+def test_status_and_cancel_leave_a_vm_the_job_does_not_own_alone(gcp_cli, make_job):
+    """A job's VM can rewrite its instance.json to name any VM of the project, e.g. the production database."""
+    google, client, bucket = gcp_cli
+    out = launch_json(make_job({"name": "forger", "command": "sleep 600"}))
+    google.instances[("us-central1-c", "prod-db")] = {"name": "prod-db", "status": "TERMINATED", "labels": {"team": "db"},
+                                                      "metadata": {"items": []}}
+    blob = client.bucket(bucket).blob(f"runner/jobs/{out['job_id']}/instance.json")
+    record = json.loads(blob.download_as_bytes())
+    record.update(id="prod-db", zone="us-central1-c", data={**record["data"], "zone": "us-central1-c", "name": "prod-db"})
+    blob.upload_from_string(json.dumps(record))
+    google.console["prod-db"] = "root password: hunter2\n"
+    st = status(out["job_id"])  # state() deletes a stopped VM, when it is the job's own
+    assert st["state"] != "RUNNING" and "prod-db in us-central1-c does not carry the label runner-job=" in st["reason"], st
+    run_cli("cancel", out["job_id"])
+    r = run_cli("logs", out["job_id"])  # the console of last resort is the job's own VM's only
+    assert "hunter2" not in r.stdout + r.stderr
+    assert ("us-central1-c", "prod-db") in google.instances
+    assert not [x for x in google.log if x["method"] == "DELETE" and x["path"].endswith("/prod-db")]
+
+
 def test_logs_fall_back_to_the_serial_console(gcp_cli, make_job):
     google, client, bucket = gcp_cli
     out = launch_json(make_job({"name": "console", "command": "true"}))

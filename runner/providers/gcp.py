@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 
 from runner import images, settings
-from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
+from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
 from runner.providers import gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.providers.gcp_build import (
@@ -44,6 +44,8 @@ from runner.providers.gcp_families import boot_disk_type
 from runner.store import split_uri
 
 IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)\Z")
+NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # a GCE resource name
+PROJECT_RE = re.compile(r"(?:[a-z][-a-z0-9.]{0,61}[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]")  # 'my-project', 'example.com:my-project'
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 WAIT_S = 300.0  # at most this long for an insert's operation; after it, the VM is taken as started
 
@@ -281,15 +283,38 @@ class GcpProvider:
         }
 
     def _where(self, inst: Instance) -> tuple[str, str, str]:
+        """(project, zone, name) from a job's records (untrusted): each must be a GCE name, or NotOwnedError."""
         d = inst.data
-        return str(d.get("project") or self.project()), str(d.get("zone") or inst.zone), str(d.get("name") or inst.id)
+        project, zone, name = str(d.get("project") or self.project()), str(d.get("zone") or inst.zone), str(d.get("name") or inst.id)
+        if not (PROJECT_RE.fullmatch(project) and ZONE_RE.fullmatch(zone) and NAME_RE.fullmatch(name)):
+            raise NotOwnedError(f"job {inst.job_id}'s records name the VM {project!r}/{zone!r}/{name!r}, which is not a GCE VM name: "
+                                "runner leaves it alone")
+        return project, zone, name
+
+    def _get(self, project: str, zone: str, name: str):
+        """The compute_v1.Instance, or None when it is gone."""
+        try:
+            return call(f"GCE instances.get {name} ({zone})", self.client("InstancesClient").get, at=zone, zone=zone, project=project, instance=name)
+        except NotFoundError:
+            return None
+
+    @staticmethod
+    def _not_owned(vm, job_id: str, zone: str) -> NotOwnedError | None:
+        """None if the VM carries job_id's label (and, where present, its runner-job metadata); else the error to raise."""
+        meta = {i.key: i.value for i in vm.metadata.items}
+        if vm.labels.get(LABEL) == label_value(job_id) and meta.get(LABEL, job_id) == job_id:
+            return None
+        return NotOwnedError(f"GCE VM {vm.name} in {zone} does not carry the label {LABEL}={label_value(job_id)}: it is not "
+                             f"job {job_id}'s VM, so runner leaves it alone (the job's instance.json names it)")
 
     def state(self, inst: Instance) -> InstanceState:
-        project, zone, name = self._where(inst)
         try:
-            vm = call(f"GCE instances.get {name} ({zone})", self.client("InstancesClient").get, at=zone, zone=zone, project=project, instance=name)
-        except NotFoundError:
-            vm = None
+            project, zone, name = self._where(inst)
+        except NotOwnedError as e:
+            return InstanceState(False, str(e))
+        vm = self._get(project, zone, name)
+        if vm is not None and (err := self._not_owned(vm, inst.job_id, zone)):
+            return InstanceState(False, str(err))
         if vm is not None and vm.status in ALIVE:
             return instance_state(name, vm.status, None)
         preempted = self.preempted_at(inst)
@@ -322,12 +347,17 @@ class GcpProvider:
         return True
 
     def terminate(self, inst: Instance) -> None:
-        """Deletes the VM and any other VM labelled with its job; gone == done."""
+        """Deletes the VM and any other VM labelled with its job; gone == done; a VM without the job's label: NotOwnedError."""
         project, zone, name = self._where(inst)
-        self.delete(project, zone, name)
-        for vm in self.find({LABEL: inst.job_id}):
-            if (vm.zone, vm.id) != (zone, name):
-                self.delete(project, vm.zone, vm.id)
+        vm = self._get(project, zone, name)
+        if vm is not None:
+            err = self._not_owned(vm, inst.job_id, zone)
+            if err:
+                raise err
+            self.delete(project, zone, name)
+        for other in self.find({LABEL: inst.job_id}):
+            if (other.zone, other.id) != (zone, name) and other.job_id == inst.job_id:
+                self.delete(str(other.data["project"]), other.zone, other.id)
 
     def _aggregated(self, filter_: str):
         """(zone, compute_v1.Instance) for every VM of the project matching `filter_`."""
@@ -361,9 +391,15 @@ class GcpProvider:
             return []
 
     def console_output(self, inst: Instance) -> str:
+        """The serial console of the job's own VM (another VM's console may hold anything: NotOwnedError)."""
         from google.cloud import compute_v1
 
         project, zone, name = self._where(inst)
+        vm = self._get(project, zone, name)
+        if vm is None:
+            return ""
+        if err := self._not_owned(vm, inst.job_id, zone):
+            raise err
         request = compute_v1.GetSerialPortOutputInstanceRequest(project=project, zone=zone, instance=name, port=1)
         try:
             out = call(f"GCE instances.getSerialPortOutput {name}", self.client("InstancesClient").get_serial_port_output,
