@@ -114,14 +114,17 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
             click.echo(p.job_id)
             click.echo(f"follow it: runner logs {p.job_id} --follow   result: runner status {p.job_id}", err=True)
         return
-    status = watch.wait(p.store, p.job_id, follow=follow and not as_json, out=sys.stdout)
+    from runner.logs import Follower
+
+    follower = Follower(p.store, p.job_id, sys.stdout.buffer) if follow and not as_json else None  # one for every attempt
+    status = watch.wait(p.store, p.job_id, follower=follower)
     for attempt in range(2, p.spec.retries + 2):
         if status.state != "PREEMPTED":
             break
         last = attempt == p.spec.retries + 1
         click.echo(f"{p.job_id}: preempted; relaunching (attempt {attempt} of {p.spec.retries + 1})", err=True)
         launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
-        status = watch.wait(p.store, p.job_id, follow=follow and not as_json, out=sys.stdout)
+        status = watch.wait(p.store, p.job_id, follower=follower)
     _report(p.job_id, status, as_json)
     sys.exit(watch.exit_code(status))
 
@@ -153,31 +156,25 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the job ends.")
 @click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
 def logs(job_id, follow, show_all):
-    """Print a job's log, while it runs and after its VM is gone."""
+    """Print a job's log, every attempt in order, while it runs and after its VM is gone."""
     from runner import jobs, watch
+    from runner import logs as joblogs
 
     store = _store()
-    jobs.read_status(store, job_id)  # a clear error for an unknown job
+    jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
+    out = sys.stdout.buffer
     if follow:
-        watch.wait(store, job_id, follow=True)
+        watch.wait(store, job_id, follow=True, out=out)
     else:
-        watch.print_log(store, job_id, 0, sys.stdout)
-        inst = watch.instance_of(store, job_id)
-        if not show_all and inst and not store.exists(jobs.job_key(job_id, "logs", "job.log")):
-            from runner.providers import get_provider
-
-            click.echo(f"(no job.log in the store yet; the console of {inst.id}:)", err=True)
-            click.echo(get_provider(inst.cloud).console_output(inst), nl=False)
+        joblogs.show(store, job_id, "job.log", out, _note, console=not show_all)
     if show_all:
         for name in ("startup.log", "console.log"):
             click.echo(f"==> {name} <==")
-            watch.print_log(store, job_id, 0, sys.stdout, name)
-            if name == "console.log" and not store.exists(jobs.job_key(job_id, "logs", name)):
-                inst = watch.instance_of(store, job_id)
-                if inst:
-                    from runner.providers import get_provider
+            joblogs.show(store, job_id, name, out, _note, console=name == "console.log")
 
-                    click.echo(get_provider(inst.cloud).console_output(inst), nl=False)
+
+def _note(line: str) -> None:
+    click.echo(line, err=True)
 
 
 @main.command()
@@ -186,70 +183,32 @@ def logs(job_id, follow, show_all):
 @click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
 def status(job_id, as_json, limit):
     """Show one job's status, or a table of recent jobs, newest first, with what each has cost."""
-    from runner import jobs, watch
+    from runner import jobs, status_table
 
     store = _store()
-    ids = [jobs.check_job_id(job_id)] if job_id else jobs.list_jobs(store, limit)
-    rows = []
-    for j in ids:
-        st = watch.refresh(store, j)
-        rows.append({"job_id": j, **st.__dict__, **_cost(store, j, st)})
+    if job_id:
+        row = status_table.row(store, jobs.check_job_id(job_id), detail=True)
+        click.echo(json.dumps(row) if as_json else "\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in row.items()))
+        return
+    rows = [status_table.row(store, j) for j in jobs.list_jobs(store, limit)]
     if as_json:
-        click.echo(json.dumps(rows[0] if job_id else rows))
-    elif job_id:
-        for k, v in rows[0].items():
-            click.echo(f"{k:>12}: {'' if v is None else v}")
+        click.echo(json.dumps(rows))
     elif not rows:
         click.echo(f"no jobs in {store.uri()}; start one with: runner launch jobs/taxi --wait", err=True)
     else:
-        width = max(len(r["job_id"]) for r in rows)
-        click.echo(f"{'JOB':<{width}}  {'STATE':<12} {'EXIT':>4}  {'COST $':>8}  {'UPDATED':<20}  REASON")
-        for r in rows:
-            code = "" if r["exit_code"] is None else r["exit_code"]
-            spent = "-" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
-            click.echo(f"{r['job_id']:<{width}}  {r['state']:<12} {code:>4}  {spent:>8}  {r['updated_at']:<20}  {r['reason'][:60]}")
-        known = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
-        click.echo(f"{'total':<{width}}  {'':<12} {'':>4}  {sum(known):>8.4f}  ({len(known)} of {len(rows)} jobs priced)")
-
-
-def _cost(store, job_id, st) -> dict:
-    """The job's hourly price (recorded at launch) and its estimated cost so far."""
-    from runner import cost, jobs
-    from runner.errors import NotFoundError
-
-    rate = None
-    for name, read in (("instance.json", lambda r: r.get("data", {}).get("usd_per_hour")), ("job.json", lambda r: r.get("usd_per_hour"))):
-        try:
-            rate = read(jobs.read_json(store, job_id, name))  # what the launch paid, else the price planned with
-        except NotFoundError:
-            continue
-        if rate is not None:
-            break
-    return {"usd_per_hour": rate, "cost_usd": cost.so_far(rate, st.started_at, st.ended_at)}
+        click.echo("\n".join(status_table.table(rows)))
 
 
 @main.command()
 @click.argument("job_id")
 def cancel(job_id):
-    """Stop a job's VM and mark the job CANCELLED."""
-    from runner import jobs, watch
-    from runner.providers import get_provider
+    """Stop a job's VM and mark the job CANCELLED (a job that already ended stays as it is)."""
+    from runner import jobs
+    from runner.cancel import cancel as cancel_job
 
-    store = _store()
-    st = jobs.read_status(store, jobs.check_job_id(job_id))
-    if st.final:
-        click.echo(f"{job_id} already ended: {st.state}", err=True)
-        return
-    inst = watch.instance_of(store, job_id)
-    provider = get_provider(inst.cloud if inst else jobs.read_json(store, job_id, "job.json")["cloud"])
-    for vm in [inst] if inst else provider.find({"runner-job": job_id}):  # no instance.json: by its tag
-        provider.terminate(vm)
-    last = jobs.read_status(store, job_id)
-    jobs.write_status(store, job_id, jobs.Status(
-        jobs.CANCELLED, exit_code=last.exit_code, reason="cancelled by `runner cancel`",
-        started_at=last.started_at, ended_at=jobs.utcnow(),
-    ))
-    click.echo(f"{job_id}: CANCELLED", err=True)
+    result = cancel_job(_store(), jobs.check_job_id(job_id))
+    for line in result.lines:
+        click.echo(line, err=True)
 
 
 @main.command()

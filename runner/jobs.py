@@ -122,7 +122,7 @@ def read_json(store: Store, job_id: str, name: str) -> dict:
     """A JSON object record (job.json, instance.json); NotFoundError if missing, RecordError if bad."""
     data = parse_record(_read(store, job_id, name)[0], name)
     if not isinstance(data, dict):
-        raise RecordError(f"{name} of {job_id} is not a JSON object (a {type(data).__name__})")
+        raise RecordError(f"{name} is not a JSON object (a {type(data).__name__}), in {job_id}")
     return data
 
 

@@ -124,3 +124,18 @@ class Follower:
         while self.seq in parts:  # parts are pushed in order; a gap is one not listed yet
             copy_object(self.store, parts[self.seq], self.out)
             self.seq += 1
+
+
+def show(store: Store, job_id: str, name: str, out: BinaryIO, note: Callable[[str], None], console: bool = False) -> None:
+    """`runner logs`: every attempt of `name`; when the store has none and `console`, the VM's console instead."""
+    if print_all(store, job_id, name, out, note) or not console:
+        return
+    inst = jobs.read_instance(store, job_id)[0]
+    if inst is None:
+        return
+    from runner.providers import get_provider
+
+    if name == "job.log":
+        note(f"(no {name} in the store yet; the console of {inst.id}:)")
+    out.write(get_provider(inst.cloud).console_output(inst).encode("utf-8", "surrogateescape"))
+    out.flush()
