@@ -76,6 +76,7 @@ build {
     custom_data = {
       image_name     = local.image_name
       kernel_cmdline = local.kernel_cmdline
+      gcp_project    = var.gcp_project_id # the project that owns a googlecompute image: the launcher looks it up there
     }
   }
 }

@@ -41,6 +41,17 @@ def from_manifest(builder_type: str, region: str | None = None) -> str | None:
     return None
 
 
+def gce_image_from_manifest() -> str | None:
+    """The newest GCE image: projects/P/global/images/NAME with P the project that built it, or its bare name."""
+    for build in _builds("googlecompute"):
+        name = str(build.get("artifact_id", ""))
+        data = build.get("custom_data")
+        project = str(data.get("gcp_project") or "") if isinstance(data, dict) else ""
+        if name:
+            return f"projects/{project}/global/images/{name}" if project else name
+    return None
+
+
 @dataclass(frozen=True)
 class LocalImage:
     """A baked local image: its disk, and the kernel and initrd it boots directly (it has no bootloader)."""

@@ -282,6 +282,18 @@ def test_image_from_manifest_family_or_a_clear_error(gcp, google, monkeypatch, t
         gcp.resolve_image(None)
 
 
+def test_the_manifest_s_image_is_looked_up_in_the_project_that_built_it(gcp, google, tmp_path):
+    """Images are often built in one project and launched from another: the manifest records the builder's."""
+    (tmp_path / "images" / "manifest.json").write_text(json.dumps({"builds": [
+        {"builder_type": "googlecompute", "artifact_id": IMAGE, "build_time": 2, "custom_data": {"gcp_project": "image-factory"}}]}))
+    image = gcp.resolve_image(None)
+    assert image["link"] == f"projects/image-factory/global/images/{IMAGE}"
+    assert [r["path"] for r in google.log if "/global/images/" in r["path"]] == [f"/compute/v1/projects/image-factory/global/images/{IMAGE}"]
+    gcp.launch(request())
+    [insert] = google.inserts()
+    assert insert["json"]["disks"][0]["initializeParams"]["sourceImage"] == f"projects/image-factory/global/images/{IMAGE}"
+
+
 def test_state_stop_is_deleted_gone_is_lost_preempted_is_told(gcp, google):
     inst = gcp.launch(request())
     key = (inst.zone, inst.id)

@@ -4,6 +4,7 @@ RUNNER_GCP_ENDPOINT, with a token from its OAuth endpoint) and the GCS emulator 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -205,6 +206,24 @@ def test_doctor_checks_the_setup_and_names_fixes(gcp_cli):
     fails = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("FAIL")}
     assert fails == {"store", "service", "stopped"}
     assert "us-central1-b/runner-old" in r.stdout and "RUNNER_GCP_SERVICE_ACCOUNT" in r.stdout
+
+
+def test_render_needs_no_google_credentials(make_job, tmp_path):
+    """Rendering creates nothing: a gs:// store and no credentials anywhere still print the script."""
+    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "RUNNER_HOME")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(RUNNER_STORE="gs://no-credentials-bucket/runner", RUNNER_GCP_PROJECT=PROJECT, RUNNER_GCP_ZONES=ZONES,
+               RUNNER_GCP_SERVICE_ACCOUNT=SA, HOME=str(tmp_path / "home"), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+               GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="True")
+    d = make_job({"name": "rendered", "command": "echo hi"})
+    r = subprocess.run([sys.executable, "-m", "runner", "render", str(d), "--cloud", "gcp"], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("#!") and "gs://no-credentials-bucket/runner/jobs/rendered-" in r.stdout
+    del env["RUNNER_GCP_PROJECT"]  # the project would come from the credentials: launch needs it, render does not
+    r = subprocess.run([sys.executable, "-m", "runner", "render", str(d), "--cloud", "gcp"], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0 and r.stdout.startswith("#!"), r.stderr
 
 
 def test_non_gcp_commands_never_import_the_gcp_client(make_job):

@@ -145,7 +145,10 @@ class GcpProvider:
             )
         if not (req.zone or req.region or cfg.zones):
             raise SpecError(f"no GCP zone: pass --zone or --region, or set RUNNER_GCP_ZONES (or [gcp] zones in {settings.path()})")
-        self.project()
+        try:
+            self.project()
+        except AuthError:
+            pass  # no credentials to take the project from: `render` needs none, and launch asks for them before any insert
 
     def store_for_vm(self, store: str) -> str:
         scheme = split_uri(store)[0]
@@ -172,7 +175,7 @@ class GcpProvider:
     def resolve_image(self, explicit: str | None) -> dict:
         """--image, else the Packer manifest's image, else the newest of the project's family `runner`."""
         project, imgs = self.project(), self.client("ImagesClient")
-        name = explicit or images.from_manifest("googlecompute")
+        name = explicit or images.gce_image_from_manifest()
         source = "--image" if explicit else f"the Packer manifest {images.manifest_path()}"
         if name:
             m = IMAGE_RE.match(image_link(name, project))
