@@ -7,7 +7,7 @@ export CHECKPOINT_DISABLE := 1
 HOST_PACKAGES := make packer qemu-system-x86 qemu-utils cloud-image-utils mmdebstrap e2fsprogs \
 	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates gcc
 
-.PHONY: help host install test lint demo bench image check-images faults
+.PHONY: help host install test lint demo bench image check-images faults prices
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ demo: host install  ## the taxi job on synthetic data in a real local VM (bakes 
 	@$(PYTHON) -c "from runner import images; images.local_image(None)" 2>/dev/null || $(MAKE) image CLOUD=local
 	$(PYTHON) jobs/taxi/make_data.py "$${RUNNER_HOME:-$$HOME/.runner}/store/data/nyc-taxi" --rows 200000
 	$(PYTHON) -m runner launch jobs/taxi --cloud local --follow
+
+prices: install  ## refresh runner/data/aws_on_demand.csv from the AWS price list (network and pricing:GetProducts)
+	$(PYTHON) -m runner.aws_price_list --out runner/data/aws_on_demand.csv
 
 faults: install  ## the fault-injection suite as a table: fault, expected, observed
 	$(PYTHON) tests/faults.py

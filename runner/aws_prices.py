@@ -1,5 +1,5 @@
 """EC2 prices for showing money before it is spent: on-demand list prices from a shipped table
-(runner/data/aws_on_demand.csv, dated), spot prices as EC2 reports them at launch time."""
+(runner/data/aws_on_demand.csv, dated; `make prices` refreshes it), spot prices as EC2 reports them at launch time."""
 
 from __future__ import annotations
 
@@ -15,13 +15,30 @@ GP3_USD_PER_GB_MONTH = 0.08  # us-east-1 list price; other regions differ by a f
 HOURS_PER_MONTH = 730
 
 
-@lru_cache(maxsize=1)
-def _table() -> tuple[str, dict[tuple[str, str], float]]:
-    """(the 'as of' date from the header, {(region, type): USD/hour})."""
-    text = TABLE.read_text()
-    m = re.search(r"AS OF (\S+)", text)
+ACCELERATED_RE = re.compile(r"^(g|gr|p|inf|trn|dl|f|vt)\d")  # GPU/accelerator families: price is not linear in size
+
+
+def load(path: Path) -> tuple[str, dict[tuple[str, str], float]]:
+    """(the 'AS OF' date of the header, {(region, type): USD/hour}) of a price table."""
+    text = path.read_text()
+    m = re.search(r"AS OF (\d{4}-\d\d(?:-\d\d)?)", text)
     rows = csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
     return (m[1] if m else "unknown date"), {(r["region"], r["instance_type"]): float(r["usd_per_hour"]) for r in rows}
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[str, dict[tuple[str, str], float]]:
+    return load(TABLE)
+
+
+def as_of() -> str:
+    """The date the shipped on-demand prices were taken."""
+    return _table()[0]
+
+
+def scalable(family: str) -> bool:
+    """Whether a family's price grows with its size (not GPU/accelerator families: g5.2xlarge has g5.xlarge's one GPU)."""
+    return not ACCELERATED_RE.match(family)
 
 
 def size_units(size: str) -> float | None:
@@ -41,7 +58,7 @@ def on_demand(region: str, instance_type: str) -> tuple[float, str] | None:
         return prices[(region, instance_type)], f"list price as of {date}"
     family, _, size = instance_type.partition(".")
     units = size_units(size)
-    if units is None:
+    if units is None or not scalable(family):
         return None
     for (r, t), price in sorted(prices.items()):
         fam, _, sz = t.partition(".")

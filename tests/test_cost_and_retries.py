@@ -38,6 +38,14 @@ def test_max_cost_becomes_the_runtime_limit_on_aws(aws, make_job):
     assert plan["max_runtime_s"] == 7200  # the ceiling is above the runtime limit: the runtime limit stays
 
 
+def test_max_cost_on_the_seeds_own_type(aws, make_job):
+    d = make_job({"name": "seeds", "command": "true", "max_runtime": "4h", "instance_type": "i3en.2xlarge"})
+    r = run_cli("launch", str(d), "--cloud", "aws", "--dry-run", "--json", "--max-cost", "0.904")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["usd_per_hour"] == 0.904 and plan["max_runtime_s"] == 3600
+
+
 def test_status_shows_cost_so_far_and_total(make_job, runner_home):
     d = make_job({"name": "priced", "command": "true"})
     job_id = json.loads(run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json").stdout)["job_id"]
