@@ -12,11 +12,11 @@ from pathlib import Path
 
 from runner import config, cost, jobs
 from runner.errors import RunnerError, SpecError
-from runner.providers import get_provider
+from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance, LaunchRequest
-from runner.render import output_uris, render_startup
-from runner.spec import JobSpec, load_job
-from runner.store import Store, open_store
+from runner.render import output_uris, render_startup, resolve
+from runner.spec import JobSpec, load_job, validate
+from runner.store import Store, climbs, open_store
 
 SKIP = {".git", "__pycache__", ".venv", "venv", "node_modules", ".pytest_cache", ".mypy_cache"}
 CODE_LIMIT = 512 * 1024 * 1024
@@ -65,6 +65,36 @@ def pack(job_dir: Path) -> bytes:
     return buf.getvalue()
 
 
+def mounts(spec: JobSpec, store: str, cloud: str) -> tuple[str, ...]:
+    """The store-relative paths of the spec's inputs, sorted (a prefix keeps its '/'): all of the store a local VM sees."""
+    root, found = store.rstrip("/") + "/", []
+    for uri in spec.inputs:
+        full = resolve(uri, store)
+        if full.startswith(root) and not climbs(full[len(root):].rstrip("/")):
+            found.append(full[len(root):])
+        elif cloud == "local" and full.startswith("file://"):
+            raise SpecError(
+                f"input {uri!r} is outside the store ({store}), and a local VM sees only the store's paths it reads: "
+                "copy it into the store and name it by its store path (e.g. data/...), or run it with --cloud sandbox"
+            )
+    return tuple(sorted(found))
+
+
+def request_for(spec: JobSpec, job_id: str, cloud: str, store: Store, attempt: int = 1) -> LaunchRequest:
+    """The launch request for one attempt, rendered from the spec alone (never from what the store holds)."""
+    provider = get_provider(cloud)
+    user_data = render_startup(
+        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
+        interruption=provider.interruption, metadata_url=provider.metadata_url, attempt=attempt,
+    )
+    return LaunchRequest(
+        job_id=job_id, user_data=user_data, instance_type=spec.instance_type or provider.default_instance_type,
+        spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
+        region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
+        attempt=attempt, mounts=mounts(spec, store.uri(), cloud),
+    )
+
+
 def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None = None) -> Plan:
     """Validate everything and render the script; nothing is created anywhere."""
     spec, job_dir = load_job(job_dir, overrides)
@@ -72,24 +102,19 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
     provider = get_provider(cloud)
     store = open_store(config.store_uri())
     job_id = jobs.new_job_id(spec.name)
-    request = LaunchRequest(
+    draft = LaunchRequest(
         job_id=job_id, user_data="", instance_type=spec.instance_type or provider.default_instance_type,
         spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
         region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
     )
-    provider.check_request(request)
+    provider.check_request(draft)
     # A cloud's price costs API calls: ask before launch only for a ceiling (the launch records what it paid)
-    usd_per_hour = cost.hourly_price(provider, request) if spec.max_cost or cloud in cost.FREE else None
+    usd_per_hour = cost.hourly_price(provider, draft) if spec.max_cost or cloud in cost.FREE else None
     if spec.max_cost:
-        limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, request.instance_type)
+        limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, draft.instance_type)
         if limit and limit < spec.max_runtime:
             spec = spec.model_copy(update={"max_runtime": limit})
-    user_data = render_startup(
-        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
-        interruption=provider.interruption, metadata_url=provider.metadata_url,
-    )
-    request = replace(request, user_data=user_data, max_runtime=spec.max_runtime)
-    return Plan(spec, job_dir, job_id, cloud, store, request, usd_per_hour)
+    return Plan(spec, job_dir, job_id, cloud, store, request_for(spec, job_id, cloud, store), usd_per_hour)
 
 
 def launch(p: Plan) -> Instance:
@@ -117,22 +142,29 @@ def launch(p: Plan) -> Instance:
 
 
 def relaunch(store: Store, job_id: str, attempt: int, on_demand: bool = False) -> Instance:
-    """A new VM for a preempted job: the same script and store folder, so it resumes from its checkpoint."""
+    """A new VM for a preempted job, in the same store folder, so it resumes from its checkpoint.
+
+    Its VM could have rewritten job.json and user-data: the spec is validated again and the script
+    rendered again from it (with this attempt's number); the tags come from the job id. Each attempt
+    logs under its own prefix, so nothing is copied.
+    """
     record = jobs.read_json(store, job_id, "job.json")
-    saved = record["request"]
-    request = LaunchRequest(**{
-        **saved, "user_data": store.get_bytes(jobs.job_key(job_id, "user-data")).decode(),
-        "spot": saved["spot"] and not on_demand,
-    })
-    for key in store.list(jobs.job_key(job_id, "logs") + "/"):  # keep the earlier attempt's logs
-        name = key.rsplit("/", 1)[1]
-        if "/logs/attempt-" not in key:
-            store.put_bytes(jobs.job_key(job_id, "logs", f"attempt-{attempt - 1}", name), store.get_bytes(key))
+    spec_data, cloud = record.get("spec"), record.get("cloud")
+    if not isinstance(spec_data, dict):
+        raise SpecError(f"job.json of {job_id} holds no spec to relaunch from (a {type(spec_data).__name__})")
+    spec = validate(spec_data, f"job.json of {job_id}")
+    if cloud not in PROVIDERS:
+        raise SpecError(f"job.json of {job_id} names an unknown cloud {str(cloud)[:40]!r}; not relaunched")
+    request = request_for(spec, job_id, cloud, store, attempt)
+    how = "on-demand" if request.spot and on_demand else ("spot" if request.spot else "on-demand")
+    request = replace(request, spot=request.spot and not on_demand)
+    starting = jobs.Status(jobs.PROVISIONING, reason=f"attempt {attempt} ({how}) after a preemption")
+    now = jobs.write_status(store, job_id, starting, replacing=jobs.PREEMPTED)
+    if now is not starting:
+        raise RunnerError(f"{job_id} is {now.state} now ({now.reason or 'no reason given'}); not relaunched")
     jobs.write_json(store, job_id, "instance.json", {"relaunching": attempt})  # no VM to reconcile with yet
-    how = "on-demand" if saved["spot"] and on_demand else ("spot" if saved["spot"] else "on-demand")
-    jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING, reason=f"attempt {attempt} ({how}) after a preemption"))
     try:
-        inst = get_provider(record["cloud"]).launch(request)
+        inst = get_provider(cloud).launch(request)
     except RunnerError as e:
         jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"relaunch {attempt} failed: {e}"))
         raise
