@@ -21,6 +21,7 @@ CLOSED_PORT = "http://127.0.0.1:1"  # nothing listens there: connections are ref
 
 # A wrapper for s5cmd that fails the first two uploads into a job's outputs/ (then works).
 FLAKY_S5CMD = """#!/bin/bash
+FLAKY_COUNT=$(dirname "$0")/../flaky-count  # beside the shim: a job sees only what a VM would
 if [[ "$*" == *"/outputs/"* ]]; then
   n=$(cat "$FLAKY_COUNT" 2>/dev/null || echo 0); echo $((n + 1)) > "$FLAKY_COUNT"
   if [ "$n" -lt 2 ]; then echo "injected failure $((n + 1)) of an output upload" >&2; exit 1; fi

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+from runner.errors import NotOwnedError
+from runner.providers.base import Instance
+
+SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")
 
 
 def start_time(pid: int) -> str | None:
@@ -17,6 +24,19 @@ def start_time(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] == "Z" else fields[19]
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
 
 
 def spawn(argv: list[str], cwd: Path, env: dict, console: Path) -> dict:
@@ -40,15 +60,59 @@ def alive(data: dict) -> bool:
     return start is not None and start == data.get("start")
 
 
-def stop(data: dict, grace: float) -> None:
-    """SIGTERM the process group, then SIGKILL after `grace` seconds; returns when it is gone."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not alive(data):
-            return
-        try:
-            os.killpg(int(data["pid"]), sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and alive(data):
-            time.sleep(0.1)
+def _wait_gone(data: dict, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive(data):
+        time.sleep(0.1)
+    return not alive(data)
+
+
+def stop(data: dict, grace: float, polite: list[int] | None = None) -> None:
+    """SIGTERM the process group (or only the pids in `polite`), then SIGKILL the group after `grace` seconds."""
+    if not alive(data):
+        return
+    try:
+        if polite is None:
+            os.killpg(int(data["pid"]), signal.SIGTERM)
+        for pid in polite or []:
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if _wait_gone(data, grace):
+        return
+    try:
+        os.killpg(int(data["pid"]), signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_gone(data, 5.0)
+
+
+def record_dir(root: Path, job_id: str) -> Path | None:
+    """The folder a backend on this host keeps for `job_id`; None for anything that is not a plain name."""
+    return root / job_id if SAFE_JOB_ID.match(job_id) and job_id not in (".", "..") else None
+
+
+def owned(root: Path, inst: Instance, prefix: str) -> dict:
+    """The backend's own record (under `root`) of the VM `inst` names; NotOwnedError unless it is that job's.
+
+    `inst` comes from the store, which a job can write: only the record this backend wrote when it
+    started the VM is used, and only when it carries the tag runner-job=<inst.job_id> and the same id.
+    """
+    d = record_dir(root, inst.job_id)
+    try:
+        if d is None:
+            raise ValueError
+        tags = json.loads((d / "tags.json").read_text())
+        data = json.loads((d / "instance.json").read_text())
+        mine = f"{prefix}-{int(data['pid'])}"
+    except (OSError, ValueError, TypeError, KeyError):
+        raise NotOwnedError(
+            f"{inst.id!r} of job {inst.job_id!r} is not a VM this host started (no record under {root}): left alone"
+        ) from None
+    if not isinstance(tags, dict) or tags.get("runner-job") != inst.job_id:
+        raise NotOwnedError(f"{mine} lacks the tag runner-job={inst.job_id}: left alone")
+    if inst.id != mine:
+        raise NotOwnedError(
+            f"{inst.id!r} is not the VM this host started for job {inst.job_id} (that is {mine}, runner-job={inst.job_id}): left alone"
+        )
+    return data
