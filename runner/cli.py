@@ -102,7 +102,7 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
     if dry_run:
         summary = p.summary()
         width = max(map(len, summary))
-        click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {v}" for k, v in summary.items()))
+        click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {', '.join(v) if isinstance(v, list) else v}" for k, v in summary.items()))
         return
     inst = launcher.launch(p)
     if not as_json:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import getpass
-import io
 import os
 import socket
-import tarfile
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runner import config, cost, jobs
+from runner import pack as packing
 from runner.errors import RunnerError, SpecError
 from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance, LaunchRequest
@@ -18,8 +18,7 @@ from runner.render import output_uris, render_startup, resolve
 from runner.spec import JobSpec, load_job, validate
 from runner.store import Store, climbs, open_store
 
-SKIP = {".git", "__pycache__", ".venv", "venv", "node_modules", ".pytest_cache", ".mypy_cache"}
-CODE_LIMIT = 512 * 1024 * 1024
+CODE_LIMIT = packing.CODE_LIMIT
 
 
 @dataclass
@@ -42,27 +41,18 @@ class Plan:
             "max_runtime_s": r.max_runtime, "image": r.image, "user_data_bytes": len(r.user_data.encode()),
             "usd_per_hour": self.usd_per_hour,
         }
+        with packing.packed(self.job_dir) as code:  # packed as a launch would, then deleted
+            summary.update(code_bytes=code.size, code_files=code.files, code_skipped=list(code.skipped))
         quote = getattr(get_provider(self.cloud), "quote", None)  # a cloud adds its prices and zones
         return {**summary, **quote(r)} if quote else summary
 
 
 def pack(job_dir: Path) -> bytes:
-    """The job's folder as a gzipped tar (no VCS, caches or virtualenvs); it becomes the work dir."""
-    buf = io.BytesIO()
-
-    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if set(Path(info.name).parts) & SKIP or info.name.endswith(".pyc"):
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for child in sorted(job_dir.iterdir()):
-            tar.add(child, arcname=child.name, filter=keep)
-    if buf.tell() > CODE_LIMIT:
-        raise SpecError(f"{job_dir} packs to {buf.tell() >> 20} MiB; keep data out of the job's folder and list it under inputs")
-    return buf.getvalue()
+    """The job's folder as a gzipped tar (see runner.pack); it becomes the work dir. Says on stderr what it left out."""
+    with packing.packed(job_dir) as p:
+        if p.skipped:
+            sys.stderr.write(f"runner: not shipped from {job_dir}: {', '.join(p.skipped)}\n")
+        return p.path.read_bytes()
 
 
 def mounts(spec: JobSpec, store: str, cloud: str) -> tuple[str, ...]:
