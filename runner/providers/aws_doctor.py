@@ -20,18 +20,20 @@ def run(provider) -> list[Check]:
         return [(False, "region", f"none: set RUNNER_AWS_REGION (or AWS_REGION, or [aws] region in {settings.path()})")]
     out.append((True, "region", cfg.region))
     sts = provider.client("sts", cfg.region)
-    ok, detail = _try(lambda: sts.get_caller_identity()["Arn"], "STS GetCallerIdentity")
-    out.append((ok, "credentials", str(detail)))
+    ok, caller = _try(lambda: sts.get_caller_identity()["Arn"], "STS GetCallerIdentity")
+    out.append((ok, "credentials", str(caller)))
     if not ok:
-        return out + [(False, name, "skipped: no working credentials") for name in ("store", "instance profile", "image", "network")]
+        skipped = ("store", "instance profile", "image", "network", "permissions", "vm permissions")
+        return out + [(False, name, "skipped: no working credentials") for name in skipped]
     out.append(_store(provider, cfg))
-    out.append(_instance_profile(provider, cfg))
+    profile_check, vm_role = _instance_profile(provider, cfg)
+    out.append(profile_check)
     ec2 = provider.client("ec2", cfg.region)
     ok, detail = _try(lambda: _image(provider, ec2, cfg.region), "image")
     out.append((ok, "image", str(detail)))
     ok, detail = _try(lambda: _network(provider, ec2, cfg), "network")
     out.append((ok, "network", str(detail)))
-    return out
+    return out + _permissions(provider, cfg, str(caller), vm_role)
 
 
 def _try(fn, what: str) -> tuple[bool, object]:
@@ -53,23 +55,67 @@ def _store(provider, cfg) -> Check:
     if scheme != "s3":
         return False, "store", f"{uri} is not on S3, and a VM cannot see it: set RUNNER_STORE=s3://bucket/prefix"
     s3 = provider.client("s3", cfg.region)
-    ok, detail = _try(lambda: s3.head_bucket(Bucket=bucket) and f"{uri} (bucket reachable)", f"S3 HeadBucket {bucket}")
+    prefix = _prefix(uri)
+    # a listing under the store's prefix, not HeadBucket: a ListBucket grant limited by s3:prefix still allows it
+    ok, detail = _try(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1) and f"{uri} (bucket reachable)",
+                      f"S3 ListObjectsV2 {bucket}/{prefix}")
     return ok, "store", str(detail) if ok else f"{detail}; create the bucket or fix RUNNER_STORE"
 
 
-def _instance_profile(provider, cfg) -> Check:
+def _prefix(uri: str) -> str:
+    key = split_uri(uri)[2].strip("/")
+    return f"{key}/" if key else ""
+
+
+def _instance_profile(provider, cfg) -> tuple[Check, str | None]:
+    """The check, and the ARN of the profile's role (None when there is none)."""
     name = cfg.instance_profile
     if not name:
-        return False, "instance profile", "none: set RUNNER_AWS_INSTANCE_PROFILE (docs/aws.md has its policy)"
+        return (False, "instance profile", "none: set RUNNER_AWS_INSTANCE_PROFILE (docs/aws.md has its policy)"), None
     iam = provider.client("iam", cfg.region)
     ok, found = _try(
         lambda: iam.get_instance_profile(InstanceProfileName=name.rsplit("/", 1)[-1])["InstanceProfile"],
         f"IAM GetInstanceProfile {name}",
     )
     if not ok:
-        return False, "instance profile", str(found)
-    roles = [r["RoleName"] for r in found.get("Roles", [])]
-    return bool(roles), "instance profile", f"{name} (role {', '.join(roles)})" if roles else f"{name} has no role: add one (docs/aws.md)"
+        return (False, "instance profile", str(found)), None
+    roles = found.get("Roles", [])
+    if not roles:
+        return (False, "instance profile", f"{name} has no role: add one (docs/aws.md)"), None
+    return (True, "instance profile", f"{name} (role {', '.join(r['RoleName'] for r in roles)})"), roles[0]["Arn"]
+
+
+def _permissions(provider, cfg, caller: str, vm_role: str | None) -> list[Check]:
+    """IAM's policy simulator, asked about every permission the launcher and the VM's role need."""
+    from runner.providers import aws_permissions as perms
+
+    uri = config.store_uri()
+    scheme, bucket, key = split_uri(uri)
+    account = caller.split(":")[4] if caller.count(":") >= 5 else ""
+    principal = perms.principal_arn(caller)
+    if scheme != "s3" or not account:
+        return [(False, "permissions", "skipped: needs an s3:// store and credentials")]
+    if principal is None:
+        return [(True, "permissions", f"not checked: {caller} is not an IAM user or role (root, a federated user), "
+                                      "which IAM's policy simulator cannot check")]
+    iam = provider.client("iam", cfg.region)
+    role = vm_role or f"arn:aws:iam::{account}:role/runner-vm-role"
+    ok, found = _try(lambda: perms.decisions(iam, principal, perms.launcher_needs(cfg.region, account, bucket, key, role)),
+                     f"IAM SimulatePrincipalPolicy {principal}")
+    if not ok:
+        why = f"could not ask IAM's policy simulator: {found}; grant iam:SimulatePrincipalPolicy ({perms.LAUNCHER_POLICY})"
+        return [(False, "permissions", why), (False, "vm permissions", "skipped: the policy simulator did not answer")]
+    good, detail = perms.verdict(principal, found, [], perms.LAUNCHER_POLICY)
+    out: list[Check] = [(good, "permissions", detail)]
+    if vm_role is None:
+        return out + [(False, "vm permissions", "skipped: no instance profile role to check")]
+    ok, found = _try(lambda: (perms.decisions(iam, vm_role, perms.vm_needs(cfg.region, account, bucket, key)),
+                              perms.decisions(iam, vm_role, perms.vm_forbidden(bucket, key))),
+                     f"IAM SimulatePrincipalPolicy {vm_role}")
+    if not ok:
+        return out + [(False, "vm permissions", f"could not ask IAM's policy simulator: {found}")]
+    good, detail = perms.verdict(vm_role, found[0], found[1], perms.VM_POLICY)
+    return out + [(good, "vm permissions", detail)]
 
 
 def _image(provider, ec2, region: str) -> str:
