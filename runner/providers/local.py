@@ -1,9 +1,10 @@
 """The local backend: a real VM under QEMU, booted from the image `make image` bakes.
 
 The VM gets the rendered startup script as NoCloud user-data, no network at all (-nic none),
-and the host's file:// store as a virtiofs share (tag runner-store, mounted by the image at
-/mnt/runner-store). Its serial console is written into the job's logs in the store. The job
-ends when the guest powers off and QEMU exits.
+and a virtiofs share (tag runner-store, mounted by the image at /mnt/runner-store) that shows it
+its own job's folder read-write and its inputs read-only, nothing else of the store. Its serial
+console is written into the job's logs in the store. The job ends when the guest powers off and
+QEMU exits; a QEMU that fails says why in the job's LOST reason and console log.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runner import config, images
-from runner.errors import RunnerError, SpecError
-from runner.providers import proc
+from runner.errors import NotOwnedError, RunnerError, SpecError
+from runner.providers import local_doctor, local_share, proc
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.store import split_uri
 
@@ -29,6 +30,7 @@ TYPE_RE = re.compile(r"^local-(\d+)x(\d+)\Z")
 GUEST_STORE = "file:///mnt/runner-store"
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 POWERDOWN_GRACE = 120.0  # seconds for the guest's script to save its logs after an ACPI power-off
+FAILURE_LIMIT = 2000  # characters of QEMU's own error kept in a job's reason
 
 
 def parse_type(instance_type: str) -> tuple[int, int]:
@@ -60,8 +62,9 @@ class LocalProvider:
 
     def check_request(self, req: LaunchRequest) -> None:
         parse_type(req.instance_type)
+        local_doctor.accel_setting()
         images.local_image(req.image)
-        for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds"):
+        for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds", "unshare"):
             if not shutil.which(tool):
                 raise RunnerError(f"{tool} is not installed: apt-get install qemu-system-x86 qemu-utils cloud-image-utils")
         if not os.access(VIRTIOFSD, os.X_OK):
@@ -76,8 +79,13 @@ class LocalProvider:
         cpus, gib = parse_type(req.instance_type)
         image = images.local_image(req.image)
         store = Path(split_uri(config.store_uri())[2])
+        binds = local_share.plan(store, req.job_id, req.mounts)
+        accel = local_doctor.chosen_accel()
         d = self.root / req.job_id
         d.mkdir(parents=True, exist_ok=True)
+        for stale in ("failure", "qemu.log"):
+            (d / stale).unlink(missing_ok=True)
+        local_share.prepare(d / "share", binds)
         sockets = Path(tempfile.mkdtemp(prefix="runner-vm-"))  # unix socket paths must stay short
         console = store / "jobs" / req.job_id / "logs" / "console.log"
         console.parent.mkdir(parents=True, exist_ok=True)
@@ -86,10 +94,9 @@ class LocalProvider:
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
         _run(["cloud-localds", str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")])
         _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(d / "disk.qcow2"), f"{req.disk_gb}G"])
-        accel = os.environ.get("RUNNER_LOCAL_ACCEL", "tcg")
         qemu = [
             "qemu-system-x86_64", "-name", req.job_id, "-no-reboot", "-nic", "none",
-            *(["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+            *accel,
             "-smp", str(cpus), "-m", f"{gib}G",
             "-object", f"memory-backend-memfd,id=mem,size={gib}G,share=on", "-numa", "node,memdev=mem",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.cmdline,
@@ -101,43 +108,74 @@ class LocalProvider:
             "-qmp", f"unix:{_q(sockets / 'qmp.sock')},server=on,wait=off",
             "-display", "none", "-monitor", "none",
         ]
+        serve = [VIRTIOFSD, f"--socket-path={sockets / 'vfsd.sock'}", "-o", f"source={d / 'share'}", "-o", "cache=none"]
+        (d / "share.sh").write_text(local_share.script(d / "share", binds, serve))
+        q = shlex.quote
         (d / "run.sh").write_text(SUPERVISOR.format(
-            vfsd=VIRTIOFSD, sock=shlex.quote(str(sockets / "vfsd.sock")), store=shlex.quote(str(store)),
-            qemu=shlex.join(qemu), disk=shlex.quote(str(d / "disk.qcow2")), sockets=shlex.quote(str(sockets)),
+            share=q(str(d / "share.sh")), sock=q(str(sockets / "vfsd.sock")), qemu=shlex.join(qemu),
+            disk=q(str(d / "disk.qcow2")), sockets=q(str(sockets)), qemu_log=q(str(d / "qemu.log")),
+            share_log=q(str(d / "share.log")), failure=q(str(d / "failure")), console=q(str(console)),
         ))
         data = {"dir": str(d), "sockets": str(sockets), **proc.spawn(["bash", str(d / "run.sh")], d, dict(os.environ), d / "host.log")}
         (d / "instance.json").write_text(json.dumps(data))
         return Instance(cloud=self.name, id=f"qemu-{data['pid']}", job_id=req.job_id, zone="localhost", data=data)
 
     def state(self, inst: Instance) -> InstanceState:
-        return InstanceState(alive=proc.alive(dict(inst.data)))
+        """Alive while QEMU runs; once gone, the reason holds QEMU's own error if it failed."""
+        try:
+            data = proc.owned(self.root, inst, "qemu")
+        except NotOwnedError as e:
+            return InstanceState(alive=False, reason=str(e))
+        if proc.alive(data):
+            return InstanceState(alive=True)
+        try:
+            failure = (self.root / inst.job_id / "failure").read_text(errors="replace").strip()
+        except OSError:
+            failure = ""
+        return InstanceState(alive=False, reason=f"the VM {inst.id} is gone: {failure[-FAILURE_LIMIT:]}" if failure else "")
 
     def terminate(self, inst: Instance) -> None:
-        """ACPI power-off (the guest's script saves logs and status), then kill QEMU if it lingers."""
-        data = dict(inst.data)
+        """ACPI power-off (the guest's script saves logs and status), then kill QEMU if it lingers.
+
+        Acts only on the VM this host started for inst.job_id (its own record, not the store's).
+        """
+        data = proc.owned(self.root, inst, "qemu")
         if not proc.alive(data):
             return
+        qmp = Path(str(data["sockets"])) / "qmp.sock"
         try:
-            _qmp(Path(str(data["sockets"])) / "qmp.sock", "system_powerdown")
+            if not qmp.is_socket():
+                raise OSError(f"no QMP socket at {qmp}")
+            _qmp(qmp, "system_powerdown")
+            polite: list[int] | None = []  # the guest powers itself off; QEMU then exits by itself
         except OSError:
-            pass
-        proc.stop(data, grace=POWERDOWN_GRACE)
+            polite = None  # no way to ask the guest: SIGTERM to QEMU
+        proc.stop(data, grace=POWERDOWN_GRACE, polite=polite)
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
         found = []
         for f in sorted(self.root.glob("*/instance.json")):
-            have = json.loads((f.parent / "tags.json").read_text())
-            data = json.loads(f.read_text())
+            try:
+                have = json.loads((f.parent / "tags.json").read_text())
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
             if all(have.get(k) == v or (v == "*" and k in have) for k, v in tags.items()) and proc.alive(data):
                 found.append(Instance(self.name, f"qemu-{data['pid']}", f.parent.name, "localhost", data))
         return found
 
     def console_output(self, inst: Instance) -> str:
+        if proc.record_dir(self.root, inst.job_id) is None:
+            return ""
         console = Path(split_uri(config.store_uri())[2]) / "jobs" / inst.job_id / "logs" / "console.log"
         try:
             return console.read_text(errors="replace")
         except OSError:
             return ""
+
+    def doctor(self) -> list[tuple[bool, str, str]]:
+        """Tools, image, and whether KVM works on this host (a probe boot)."""
+        return local_doctor.run()
 
 
 def _run(argv: list[str]) -> None:
@@ -160,15 +198,28 @@ def _qmp(path: Path, command: str) -> None:
             f.readline()
 
 
-# The VM's lifetime on the host: virtiofsd for the store, QEMU in the foreground, then cleanup.
+# The VM's lifetime on the host: virtiofsd for the job's share (in a mount namespace of its own),
+# QEMU in the foreground, then cleanup. A failure leaves QEMU's own words in `failure` and the console log.
 SUPERVISOR = """#!/bin/bash
 set -u
 echo "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) start"
-{vfsd} --socket-path={sock} -o source={store} -o cache=none &
+unshare --mount --propagation private bash {share} > {share_log} 2>&1 &
+vfsd=$!
 for _ in $(seq 100); do [ -S {sock} ] && break; sleep 0.05; done
-{qemu}
-rc=$?
+if [ -S {sock} ]; then
+  {qemu} 2>> {qemu_log}
+  rc=$?
+else
+  echo "the store share did not start: $(tail -n 3 {share_log})" >> {qemu_log}
+  rc=1
+fi
 echo "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) qemu exited with code $rc"
+if [ "$rc" -ne 0 ]; then
+  {{ echo "QEMU exited with code $rc: $(tail -n 5 {qemu_log} | tr "\\n" " ")"; }} > {failure}
+  {{ echo; echo "runner (host): $(cat {failure})"; }} >> {console}
+fi
+kill "$vfsd" 2>/dev/null
+wait "$vfsd" 2>/dev/null
 rm -f {disk}
 rm -rf {sockets}
 exit $rc

@@ -1,0 +1,85 @@
+"""What a local VM sees of the store: its own job's folder read-write, its inputs read-only, nothing else.
+
+The share root is a folder under the job's $RUNNER_HOME/local/<id>/ that mirrors the store's layout
+(so the guest's /mnt/runner-store paths are unchanged); the bind mounts are made in a mount
+namespace of virtiofsd's own, so nothing changes in the host's mount table.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from runner.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Bind:
+    """One path of the store shown to the VM: `source` on the host at `target` (relative to the share root)."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+def check_mount(path: str) -> str:
+    """A store-relative input path, normalised; SpecError for anything absolute, climbing or empty."""
+    parts = PurePosixPath(path).parts
+    if not path or path.startswith("/") or "\\" in path or any(p in ("..", ".") for p in path.split("/")) or not parts:
+        raise SpecError(f"input path {path!r} is not a plain store-relative path (no leading '/', no '.' or '..'): "
+                        "name inputs by their path inside the store, e.g. data/trips/")
+    if any(ord(c) < 32 for c in path):
+        raise SpecError(f"input path {path!r} holds a control character: rename it in the store")
+    return "/".join(parts)
+
+
+def plan(store: Path, job_id: str, mounts: Iterable[str]) -> list[Bind]:
+    """The binds for one job, parents before children, the job's own folder last (read-write)."""
+    root = store.resolve()
+    binds = []
+    for m in sorted({check_mount(m) for m in mounts}, key=lambda m: (m.count("/"), m)):
+        source = root / m
+        if not source.exists():
+            raise SpecError(f"input {m!r} does not exist in the store ({root}): put it there first, or fix the path")
+        real = source.resolve()
+        if not real.is_relative_to(root):
+            raise SpecError(f"input {m!r} leads out of the store (to {real}): a local VM sees only the store's own files")
+        binds.append(Bind(real, m))
+    own = root / "jobs" / job_id
+    if not own.is_dir() or own.is_symlink():
+        raise SpecError(f"the job's folder {own} is not a folder: launch it again")
+    return [*binds, Bind(own, f"jobs/{job_id}", writable=True)]
+
+
+def prepare(share: Path, binds: list[Bind]) -> None:
+    """Create the share root and an empty mount point for each bind (a folder, or a file for a file)."""
+    share.mkdir(parents=True, exist_ok=True)
+    for b in binds:
+        target = share / b.target
+        if b.source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(exist_ok=True)
+
+
+def script(share: Path, binds: list[Bind], serve: list[str]) -> str:
+    """The shell script run in a fresh mount namespace: the binds, then `serve` (virtiofsd) exec'd."""
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        "# The VM's view of the store, mounted in this namespace only: the root and the inputs read-only,",
+        "# the job's own folder read-write; then virtiofsd serves it.",
+        "set -eu",
+        f"mount --bind {q(str(share))} {q(str(share))}",
+        f"mount -o remount,bind,ro {q(str(share))}",
+    ]
+    for b in binds:
+        target = q(str(share / b.target))
+        lines.append(f"mount --bind {q(str(b.source))} {target}")
+        if not b.writable:
+            lines.append(f"mount -o remount,bind,ro {target}")
+    lines.append(f"exec {shlex.join(serve)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""The local backend without booting a guest: it acts only on its own VMs, and a VM that dies at once says why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from runner.errors import NotOwnedError
+from runner.providers import proc
+from runner.providers.base import Instance
+from runner.providers.local import LocalProvider
+
+JOB = "vm-20260101T000000Z-abcdef"
+
+
+@pytest.fixture
+def victim():
+    """A process that no job owns: a forged instance.json names it; it must survive."""
+    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    yield {"pid": p.pid, "start": proc.start_time(p.pid)}
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def recorded_vm(runner_home, tmp_path):
+    """A stand-in for a VM's supervisor, recorded as the local backend records the VMs it starts."""
+    d = runner_home / "local" / JOB
+    d.mkdir(parents=True)
+    data = {"dir": str(d), "sockets": str(tmp_path / "no-sockets"), **proc.spawn(["sleep", "300"], d, {}, d / "host.log")}
+    (d / "tags.json").write_text(json.dumps({"runner-job": JOB}))
+    (d / "instance.json").write_text(json.dumps(data))
+    yield Instance("local", f"qemu-{data['pid']}", JOB, "localhost", data)
+    proc.stop(data, grace=0.1)
+
+
+def test_a_forged_instance_without_a_record_is_left_alone(victim, tmp_path):
+    forged = Instance("local", f"qemu-{victim['pid']}", JOB, "localhost", {**victim, "sockets": str(tmp_path)})
+    with pytest.raises(NotOwnedError, match="left alone"):
+        LocalProvider().terminate(forged)
+    assert proc.alive(victim)
+    assert LocalProvider().state(forged).alive is False
+
+
+def test_only_the_backends_own_record_is_acted_on(recorded_vm, victim, runner_home):
+    lp = LocalProvider()
+    for forged in (
+        Instance("local", f"qemu-{victim['pid']}", JOB, data=victim),
+        Instance("local", recorded_vm.id, JOB, data=victim),  # the right id, another pid
+        Instance("local", "qemu-1", JOB, data={"pid": 1, "start": proc.start_time(1)}),
+        Instance("local", recorded_vm.id, "../local/" + JOB, data=recorded_vm.data),
+    ):
+        if forged.id == recorded_vm.id and forged.job_id == JOB:
+            assert lp.state(forged).alive  # the record decides, not the data the store handed in
+            continue
+        with pytest.raises(NotOwnedError, match="left alone"):
+            lp.terminate(forged)
+    assert proc.alive(victim) and proc.alive(dict(recorded_vm.data))
+    (runner_home / "local" / JOB / "tags.json").write_text(json.dumps({"runner-job": "other"}))
+    with pytest.raises(NotOwnedError, match=f"lacks the tag runner-job={JOB}"):
+        lp.terminate(recorded_vm)
+    assert proc.alive(dict(recorded_vm.data))
+    (runner_home / "local" / JOB / "tags.json").write_text(json.dumps({"runner-job": JOB}))
+    lp.terminate(Instance("local", recorded_vm.id, JOB, data=victim))  # acts on the recorded pid, not the forged one
+    assert not proc.alive(dict(recorded_vm.data)) and proc.alive(victim)
+
+
+@pytest.fixture
+def fake_image(runner_home, monkeypatch):
+    """A manifest naming a disk and boot files that QEMU never gets to read (it fails first)."""
+    d = runner_home / "images" / "local"
+    d.mkdir(parents=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(d / "disk.qcow2"), "1G"], check=True)
+    (d / "vmlinuz").write_bytes(b"not a kernel")
+    (d / "initrd.img").write_bytes(b"not an initrd")
+    manifest = {"builds": [{"builder_type": "qemu", "artifact_id": str(d / "disk.qcow2"), "build_time": 1,
+                            "custom_data": {"kernel": str(d / "vmlinuz"), "initrd": str(d / "initrd.img")}}]}
+    (runner_home / "images" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.delenv("RUNNER_IMAGES", raising=False)
+    return d
+
+
+def test_a_vm_that_qemu_cannot_start_says_why(fake_image, make_job, runner_home):
+    d = make_job({"name": "badaccel", "command": "echo never"})
+    r = run_cli("launch", str(d), "--cloud", "local", "--wait", "--json", env={"RUNNER_LOCAL_ACCEL": "tcg,no-such-prop=1"},
+                timeout=120)
+    obj = json.loads(r.stdout.strip().splitlines()[-1])
+    assert obj["state"] == "LOST"
+    assert "Property 'tcg-accel.no-such-prop' not found" in obj["reason"]
+    status = json.loads(run_cli("status", obj["job_id"], "--json").stdout)
+    assert "tcg-accel.no-such-prop" in status["reason"]
+    console = runner_home / "store" / "jobs" / obj["job_id"] / "logs" / "console.log"
+    assert "tcg-accel.no-such-prop" in console.read_text()  # `runner logs --all` shows it too
+
+
+def test_an_unknown_accel_setting_is_refused_before_launch(fake_image, make_job, runner_home):
+    d = make_job({"name": "badaccel", "command": "echo never"})
+    r = run_cli("launch", str(d), "--cloud", "local", "--json", env={"RUNNER_LOCAL_ACCEL": "warp-drive"})
+    assert r.returncode == 2 and "RUNNER_LOCAL_ACCEL='warp-drive'" in r.stderr
+    assert not (runner_home / "store" / "jobs").exists() or not any((runner_home / "store" / "jobs").iterdir())
+
+
+def test_kvm_probe_and_auto(runner_home, monkeypatch):
+    from runner.providers import local_doctor
+
+    assert local_doctor.probe("tcg", "max") == (True, "")
+    ok, detail = local_doctor.probe("tcg,no-such-prop=1", "max")
+    assert not ok and "no-such-prop" in detail
+    assert local_doctor.accel_args("auto", True) == local_doctor.KVM_ARGS
+    assert local_doctor.accel_args("auto", False) == local_doctor.TCG
+    assert local_doctor.accel_args("kvm", False) == local_doctor.KVM_ARGS  # asked for: QEMU says what fails
+    calls = []
+    monkeypatch.setattr(local_doctor, "probe", lambda *a: calls.append(a) or (False, "no KVM here"))
+    assert local_doctor.kvm_works() == (False, "no KVM here") and local_doctor.kvm_works() == (False, "no KVM here")
+    assert len(calls) == 1  # cached under $RUNNER_HOME ...
+    cache = json.loads(local_doctor.cache_path().read_text())
+    cache["host"]["qemu"] = "QEMU emulator version 0.1"
+    local_doctor.cache_path().write_text(json.dumps(cache))
+    local_doctor.kvm_works()
+    assert len(calls) == 2  # ... for this kernel and QEMU only
+    monkeypatch.setenv("RUNNER_LOCAL_ACCEL", "auto")
+    assert local_doctor.chosen_accel() == local_doctor.TCG
+
+
+def test_doctor_says_whether_kvm_works(runner_home):
+    r = run_cli("doctor", "--cloud", "local")
+    lines = {line.split()[1]: line for line in r.stdout.splitlines() if len(line.split()) > 1}
+    assert "kvm" in lines and "KVM" in lines["kvm"]
+    assert lines["kvm"].startswith("OK")  # auto: without KVM the VM runs under TCG, still a working setup
+    assert "image" in lines
+    assert Path(runner_home / "local" / "kvm-probe.json").is_file()
