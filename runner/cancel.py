@@ -45,7 +45,7 @@ def cancel(store, job_id: str) -> Result:
     """Cancel the job: marker, VM, status; a job that already ended is left as it is."""
     st = jobs.read_status(store, job_id)
     if st.final:
-        return Result(st.state, [f"{job_id} had already finished: {st.state}; nothing changed"])
+        return Result(st.state, [f"{job_id} already ended: {st.state} (it had already finished); nothing changed"])
     marker = {"requested_at": jobs.utcnow(), "by": f"{getpass.getuser()}@{socket.gethostname()}"}
     store.put_bytes(jobs.job_key(job_id, "cancel"), json.dumps(marker).encode())
     result = Result(jobs.CANCELLED)
@@ -62,5 +62,5 @@ def cancel(store, job_id: str) -> Result:
     if now.state == jobs.CANCELLED:
         result.lines.append(f"{job_id}: CANCELLED")
     else:
-        result.lines.append(f"{job_id} had already finished: {now.state} (it ended while being cancelled); it stays {now.state}")
+        result.lines.append(f"{job_id} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
     return result

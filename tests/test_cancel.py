@@ -68,7 +68,7 @@ def test_a_status_written_during_cancel_stays(store):
     FakeProvider.on_terminate = lambda: jobs.write_status(store, JOB, jobs.Status(jobs.SUCCEEDED, exit_code=0))
     result = cancel.cancel(store, JOB)
     assert jobs.read_status(store, JOB).state == jobs.SUCCEEDED
-    assert result.state == jobs.SUCCEEDED and "had already finished: SUCCEEDED" in result.lines[-1]
+    assert result.state == jobs.SUCCEEDED and "already ended: SUCCEEDED (it had already finished" in result.lines[-1]
 
 
 class RacingStore(FileStore):
@@ -85,14 +85,14 @@ def test_the_conditional_write_loses_to_the_vm_final_status(store, runner_home):
     racing = RacingStore(store.root)
     result = cancel.cancel(racing, JOB)
     assert racing.raced and jobs.read_status(store, JOB).state == jobs.SUCCEEDED
-    assert result.state == jobs.SUCCEEDED and "had already finished: SUCCEEDED" in result.lines[-1]
+    assert result.state == jobs.SUCCEEDED and "already ended: SUCCEEDED (it had already finished" in result.lines[-1]
 
 
 def test_cancel_of_a_finished_job_changes_nothing(store):
     jobs.write_status(store, JOB, jobs.Status(jobs.FAILED, exit_code=3))
     before = store.get_bytes(jobs.job_key(JOB, "status.json"))
     result = cancel.cancel(store, JOB)
-    assert result.lines == [f"{JOB} had already finished: FAILED; nothing changed"]
+    assert result.lines == [f"{JOB} already ended: FAILED (it had already finished); nothing changed"]
     assert store.get_bytes(jobs.job_key(JOB, "status.json")) == before
     assert not store.exists(jobs.job_key(JOB, "cancel")) and FakeProvider.calls == []
 

@@ -82,6 +82,6 @@ def test_preempted_job_is_relaunched_and_resumes_from_its_checkpoint(make_job, r
     assert result["state"] == "SUCCEEDED"
     assert "preempted; relaunching (attempt 2 of 3)" in err
     jobs = runner_home / "store" / "jobs" / result["job_id"]
-    assert (jobs / "logs" / "job.log").read_text() == "resumed at 41\n"
-    assert (jobs / "logs" / "attempt-1" / "job.log").read_text() == "working\n"  # the first attempt's log is kept
+    assert run_cli("logs", result["job_id"]).stdout == "working\nresumed at 41\n"  # each attempt's log, in order
+    assert not (jobs / "logs" / "attempt-1").exists()  # each attempt logs under its own prefix: nothing is copied
     assert json.loads((jobs / "instance.json").read_text())["attempt"] == 2
