@@ -152,7 +152,8 @@ def select(job_dir: Path, exclude: tuple[int, int] | None = None) -> Selection:
             st = child.stat(follow_symlinks=False)
             is_dir = stat.S_ISDIR(st.st_mode)
             if _never(rel):
-                sel.skipped.append(f"{rel}{'/' if is_dir else ''} (credentials)")
+                why = "version control: its config may hold tokens" if child.name == ".git" else "credentials"
+                sel.skipped.append(f"{rel}{'/' if is_dir else ''} ({why})")
             elif ignore.ignored(rel, is_dir) or (st.st_dev, st.st_ino) == exclude:
                 continue
             elif stat.S_ISLNK(st.st_mode):

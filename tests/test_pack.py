@@ -151,3 +151,20 @@ def test_a_sandbox_job_sees_its_code_and_none_of_the_skipped(home_like, runner_h
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["state"] == "SUCCEEDED"
     assert "not shipped" in r.stderr and ".ssh/ (credentials)" in r.stderr
+
+
+def test_a_pipe_is_skipped_not_read_and_a_huge_folder_is_refused_before_compressing(tmp_path):
+    from runner import pack
+
+    job = write(tmp_path / "job", {"job.yaml": "x"})
+    os.mkfifo(job / "pipe")
+    with open(job / "sparse.img", "wb") as f:
+        f.truncate(pack.RAW_LIMIT + 1)  # sparse: its size on paper only
+    sel = pack.select(job)
+    assert "pipe (not a regular file)" in sel.skipped
+    out = io.BytesIO()
+    with pytest.raises(SpecError, match=r"holds 4\.0 GiB of files, over the 4\.0 GiB a job's code may be; the biggest: sparse\.img"):
+        pack.write(job, sel, out)
+    assert out.tell() == 0
+    (job / "sparse.img").unlink()
+    assert {m for m in members(launch.pack(job))} == {"job.yaml"}
