@@ -114,7 +114,9 @@ def _read_ignore(path: Path) -> str | None:
 
 def _repository_ignores(root: Path) -> list[Patterns]:
     """The .gitignore files above `root` up to its git repository's top (none if it is in no repository)."""
-    found, rel = [], ""
+    if (root / ".git").exists():
+        return []  # the folder is a repository's top: its own .gitignore is read on the walk
+    found = []
     for folder in root.parents:
         rel = f"{root.relative_to(folder).as_posix()}/"
         text = _read_ignore(folder / ".gitignore")
@@ -149,7 +151,10 @@ def select(job_dir: Path, exclude: tuple[int, int] | None = None) -> Selection:
         subfolders = []
         for child in children:
             rel = prefix + child.name
-            st = child.stat(follow_symlinks=False)
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since the listing
             is_dir = stat.S_ISDIR(st.st_mode)
             if _never(rel):
                 why = "version control: its config may hold tokens" if child.name == ".git" else "credentials"
@@ -170,14 +175,18 @@ def select(job_dir: Path, exclude: tuple[int, int] | None = None) -> Selection:
 
 
 def _add_link(sel: Selection, root: Path, rel: str) -> None:
-    """A link ships (relative) only if what it leads to, through every hop, is inside the folder."""
+    """A link ships only if what it leads to, through every hop, is inside the folder; an absolute one is made relative."""
     path = root / rel
-    target = os.readlink(path)
-    real = Path(os.path.realpath(path))
+    try:
+        target = os.readlink(path)
+        real = Path(os.path.realpath(path))
+    except (OSError, RuntimeError):  # gone, or a loop of links
+        sel.skipped.append(f"{rel} (a link that leads nowhere readable)")
+        return
     if not _inside(real, root):
         sel.skipped.append(f"{rel} -> {target} (a link out of the folder)")
         return
-    sel.entries.append(Entry(rel, "link", link=os.path.relpath(real, path.parent)))
+    sel.entries.append(Entry(rel, "link", link=os.path.relpath(real, path.parent) if os.path.isabs(target) else target))
 
 
 class _TooBig(Exception):

@@ -79,6 +79,9 @@ def test_the_repository_gitignore_above_the_folder_counts(tmp_path):
     (repo / ".git").mkdir()
     names = {n for n, m in members(launch.pack(repo / "jobs" / "taxi")).items() if m.isfile()}
     assert names == {"job.yaml", "taxi.py"}
+    (repo / "jobs" / "taxi" / ".git").mkdir()  # now a repository of its own: the outer .gitignore is not its
+    names = {n for n, m in members(launch.pack(repo / "jobs" / "taxi")).items() if m.isfile()}
+    assert names == {"job.yaml", "taxi.py", "a.parquet", "out/r.csv"}
 
 
 def test_links_ship_only_when_they_stay_inside_the_folder(tmp_path):
@@ -91,11 +94,14 @@ def test_links_ship_only_when_they_stay_inside_the_folder(tmp_path):
     (job / "up").symlink_to("../shadow")
     (job / "util.py").symlink_to("lib/util.py")
     (job / "abs-inside").symlink_to(job / "lib")
+    (job / "loop-a").symlink_to("loop-b")
+    (job / "loop-b").symlink_to("loop-a")
     found = members(launch.pack(job))
     assert SECRET.encode() not in contents(launch.pack(job))
     assert not {"shadow", "etc", "hop", "up"} & set(found)
     assert found["util.py"].issym() and found["util.py"].linkname == "lib/util.py"
     assert found["abs-inside"].issym() and found["abs-inside"].linkname == "lib"
+    assert found["loop-a"].linkname == "loop-b"  # a loop inside the folder stays as it is
 
 
 @pytest.mark.parametrize("where", ["home", "store"])
