@@ -61,7 +61,7 @@ class JobLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
     def construct_yaml_int(self, node):
-        digits = sum(c.isdigit() for c in str(node.value))
+        digits = sum(c.isalnum() for c in str(node.value))  # 0x/0o/0b prefixes and hex digits count too
         if digits > MAX_INT_DIGITS:
             raise Refused(f"an integer of {digits} digits", node.start_mark, f"; no setting takes more than {MAX_INT_DIGITS}")
         return super().construct_yaml_int(node)

@@ -16,6 +16,7 @@ HOSTILE = {
     "non-utf8": (b"name: caf\xe9\ncommand: 'true'\n", "not UTF-8 text (byte 9"),
     "nested": (b"name: " + b"[" * 100_000, "nested deeper than"),
     "long-int": (b"name: t\ncommand: 'true'\ndisk_gb: 1" + b"0" * 4999 + b"\n", "integer of 5000 digits"),
+    "long-hex": (b"name: t\ncommand: 'true'\ndisk_gb: 0x" + b"f" * 4998 + b"\n", "integer of 5000 digits"),
     "laughs": (LAUGHS.encode(), "anchors and aliases (&a) are not allowed"),
     "alias-only": (b"name: t\ncommand: *nowhere\n", "anchors and aliases (*nowhere) are not allowed"),
     "duplicate": (b"name: first\ncommand: 'true'\nname: second\n", "duplicate key 'name' (line 3"),
