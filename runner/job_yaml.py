@@ -35,7 +35,7 @@ class JobLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
             sign = "*" if isinstance(event, AliasEvent) else "&"
-            raise Refused(f"anchors and aliases ({sign}{event.anchor}) are not allowed in a job.yaml", event.start_mark, "; write the value out")
+            raise Refused(f"anchors and aliases ({sign}{event.anchor[:40]}) are not allowed in a job.yaml", event.start_mark, "; write the value out")
         if isinstance(event, CollectionStartEvent):
             self._depth += 1
             if self._depth > MAX_DEPTH:
@@ -57,7 +57,7 @@ class JobLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # an unhashable key: the base class says so
             if first is not key_node.start_mark:
-                raise Refused(f"duplicate key {key!r}", key_node.start_mark, f"; it is first on line {first.line + 1}: keep one")
+                raise Refused(f"duplicate key {repr(key)[:60]}", key_node.start_mark, f"; it is first on line {first.line + 1}: keep one")
         return super().construct_mapping(node, deep)
 
     def construct_yaml_int(self, node):
