@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 import pytest
-from test_gcp_fakes import PROJECT, TOKEN
+from fake_google import PROJECT, TOKEN
 
 from runner import settings
 from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
@@ -36,7 +36,7 @@ SA = "runner-vm@runner-test.iam.gserviceaccount.com"
 ZONES = "us-central1-a,us-central1-b,us-central1-c"
 IMAGE = "runner-20240101000000"
 
-pytest_plugins = ["test_gcp_fakes"]  # its fixtures: google, gcs_server, gcs
+pytest_plugins = ["fake_google"]  # its fixtures: google, gcs_server, gcs
 
 
 def request(**kw) -> LaunchRequest:

@@ -11,10 +11,10 @@ import sys
 import pytest
 from conftest import ROOT, cli_json, run_cli
 from conftest import job_status as status
+from fake_google import PROJECT
 from test_gcp import IMAGE, SA, ZONES
-from test_gcp_fakes import PROJECT
 
-pytest_plugins = ["test_gcp_fakes"]  # its fixtures: google, gcs_server, gcs
+pytest_plugins = ["fake_google"]  # its fixtures: google, gcs_server, gcs
 
 
 def rsa_pem() -> str:

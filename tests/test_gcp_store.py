@@ -10,13 +10,13 @@ import sysconfig
 
 import pytest
 from conftest import run_cli
-from test_gcp_fakes import TOKEN, GcsHandler
+from fake_google import TOKEN, GcsHandler
 from test_store import test_roundtrip_list_children_and_ranges  # noqa: F401 (run here on a gs:// store)
 
 from runner.errors import AuthError, NotFoundError
 from runner.store import GCSStore, open_store
 
-pytest_plugins = ["test_gcp_fakes"]  # its fixtures: google, gcs_server, gcs
+pytest_plugins = ["fake_google"]  # its fixtures: google, gcs_server, gcs
 
 
 @pytest.fixture

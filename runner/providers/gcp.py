@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from runner import images, settings
 from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
-from runner.providers import gcp_prices
+from runner.providers import gcp_network, gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.providers.gcp_build import (
     ALIVE,
@@ -207,7 +207,9 @@ class GcpProvider:
         if not zones:
             raise SpecError(f"no zone of region {req.region} is UP in project {project}")
         fallback = cfg.spot_fallback if req.spot_fallback is None else req.spot_fallback
-        return cfg, project, image, plan_attempts(req.spot, fallback, zones), fallback
+        attempts = plan_attempts(req.spot, fallback, zones)
+        gcp_network.check_launch(self, cfg, project, (region_of(a.zone) for a in attempts))
+        return cfg, project, image, attempts, fallback
 
     # ---- the Protocol
 
