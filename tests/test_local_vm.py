@@ -81,3 +81,33 @@ def test_failing_job_in_a_real_vm(vm_env, runner_home, make_job):
     job = json.loads(r.stdout)
     assert job["state"] == "FAILED" and job["exit_code"] == 5
     assert run_cli("logs", job["job_id"]).stdout == "from the vm\n"
+
+
+def test_the_vm_sees_its_own_folder_and_its_inputs_only(vm_env, runner_home, make_job):
+    store = runner_home / "store"
+    (store / "data" / "in").mkdir(parents=True)
+    (store / "data" / "in" / "a.csv").write_text("a\n")
+    (store / "data" / "secret.txt").write_text("not for the vm\n")
+    other = store / "jobs" / "other-20260101T000000Z-abcdef"
+    other.mkdir(parents=True)
+    (other / "status.json").write_text('{"state": "SUCCEEDED"}')
+    s = "/mnt/runner-store"
+    tries = {"input": f"{s}/data/in/evil.txt", "other job": f"{other.as_posix().replace(str(store), s)}/status.json",
+             "store root": f"{s}/evil.txt"}
+    cmd = "cat in/a.csv; " + " ".join(
+        f"if (echo x > {path}) 2>/dev/null; then echo 'WROTE {what}'; else echo 'refused {what}'; fi;"
+        for what, path in tries.items()
+    ) + f" ls -A {s} {s}/jobs {s}/data; echo done > out.txt"
+    d = make_job({"name": "confined", "command": cmd, "inputs": {"data/in/": "in/"}, "outputs": ["out.txt"]})
+    r = run_cli("launch", str(d), "--cloud", "local", "--wait", "--json", timeout=900)
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    log = run_cli("logs", job_id).stdout
+    assert log.startswith("a\n") and "WROTE" not in log
+    assert all(f"refused {what}" in log for what in tries)
+    listing = log.split("refused store root\n", 1)[1]
+    assert "other-" not in listing and "secret.txt" not in listing and job_id in listing
+    assert (other / "status.json").read_text() == '{"state": "SUCCEEDED"}'
+    assert not (store / "data" / "in" / "evil.txt").exists() and not (store / "evil.txt").exists()
+    assert (store / "jobs" / job_id / "outputs" / "out.txt").read_text() == "done\n"
+    assert "runner home/local" not in Path("/proc/self/mountinfo").read_text()  # the host's mount table is untouched
