@@ -47,6 +47,10 @@ def test_terminate_leaves_untagged_and_foreign_vms_alone(aws):
         with pytest.raises(NotOwnedError, match=f"{iid}.*runner-job={JOB}"):
             p.terminate(Instance("aws", iid, JOB, data={"region": REGION}))
         assert vm_state(aws.ec2, iid) in ("pending", "running")
+        with pytest.raises(NotOwnedError, match=iid):  # nor is its console read into a job's log
+            p.console_output(Instance("aws", iid, JOB, data={"region": REGION}))
+    with pytest.raises(NotOwnedError, match="without a job id"):
+        p.terminate(Instance("aws", untagged, "", data={"region": REGION}))
     with pytest.raises(NotOwnedError, match="not an EC2 instance id"):
         p.terminate(Instance("aws", "i-1,i-2", JOB, data={"region": REGION}))
     own = p.launch(request(job_id="own-20240101T000000Z-000001", tags={"runner-job": "own-20240101T000000Z-000001"}))

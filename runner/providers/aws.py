@@ -364,6 +364,8 @@ class AwsProvider:
         Only instances tagged runner-job=<inst.job_id>: an instance EC2 describes without that tag raises
         NotOwnedError before anything is terminated.
         """
+        if not inst.job_id:
+            raise NotOwnedError(f"EC2 instance {inst.id[:40]!r} is recorded without a job id: runner leaves it alone")
         found = self._describe(inst)
         if found:
             owner_check(inst, found)
@@ -376,6 +378,11 @@ class AwsProvider:
                 pass
 
     def console_output(self, inst: Instance) -> str:
+        """The console of the job's own instance ('' when EC2 does not know it); NotOwnedError for any other."""
+        found = self._describe(inst)
+        if not found:
+            return ""
+        owner_check(inst, found)
         ec2, _ = self._ec2_of(inst)
         try:
             return call(f"EC2 GetConsoleOutput {inst.id}", ec2.get_console_output, InstanceId=inst.id).get("Output") or ""
