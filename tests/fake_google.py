@@ -52,6 +52,7 @@ class FakeGoogle:
         self.deny: dict[str, tuple[int, str, str]] = {}  # method -> error for every such call
         self.console: dict[str, str] = {}
         self.log: list[dict] = []
+        self.lacking: set[str] = set()  # permissions projects.testIamPermissions says the caller lacks
         self.private_access: dict[str, bool] = {}  # region -> Private Google Access of its subnets (True unless set)
         self.routers: dict[str, list[dict]] = {}  # region -> its Cloud Routers (REST JSON)
         self.vm = ("us-central1-a", "")  # whose metadata server this is (the shutdown-script's VM)
@@ -90,6 +91,9 @@ class FakeGoogle:
             return ok({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
         if request.path == "/" or request.path.startswith("/computeMetadata/v1/"):
             return self.metadata(request)
+        if request.path.endswith(":testIamPermissions"):  # Resource Manager: what the caller holds of what it asks
+            asked = json.loads(body or b"{}").get("permissions") or []
+            return ok({"permissions": [p for p in asked if p not in self.lacking]})
         if request.method in self.deny:
             return error(*self.deny[request.method])
         for pattern, fn in self.ROUTES:

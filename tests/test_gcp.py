@@ -64,8 +64,8 @@ def test_instance_body_spot():
             "source_image": f"projects/{PROJECT}/global/images/{IMAGE}", "disk_size_gb": 30,
             "disk_type": "zones/us-central1-b/diskTypes/pd-balanced", "labels": labels}}],
         "network_interfaces": [{"network": "global/networks/default"}],  # no external IP
-        "service_accounts": [{"email": SA, "scopes": ["https://www.googleapis.com/auth/devstorage.read_write",
-                                                      "https://www.googleapis.com/auth/compute"]}],
+        # cloud-platform: the VM's service account's IAM roles decide (a narrower scope breaks gcp-sm: secrets)
+        "service_accounts": [{"email": SA, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}],
         "scheduling": {"provisioning_model": "SPOT", "instance_termination_action": "DELETE",
                        "max_run_duration": {"seconds": 3600 + 900}, "automatic_restart": False,
                        "on_host_maintenance": "TERMINATE"},

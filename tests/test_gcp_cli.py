@@ -46,6 +46,7 @@ def gcp_cli(google, gcs, monkeypatch, tmp_path):
         "GOOGLE_APPLICATION_CREDENTIALS": str(creds), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
         # anything that looks for a metadata server finds the fake's
         "GCE_METADATA_HOST": google.url.removeprefix("http://"), "GCE_METADATA_IP": google.url.removeprefix("http://"),
+        "RUNNER_GCP_RESOURCE_MANAGER_ENDPOINT": google.url,
     }.items():
         monkeypatch.setenv(k, v)
     return google, client, bucket
@@ -198,7 +199,7 @@ def test_doctor_checks_the_setup_and_names_fixes(gcp_cli):
     google, _, bucket = gcp_cli
     r = run_cli("doctor", "--cloud", "gcp")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert [line.split()[0] for line in r.stdout.splitlines()] == ["OK"] * 8
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["OK"] * 9
     assert PROJECT in r.stdout and f"gs://{bucket}/runner" in r.stdout and IMAGE in r.stdout and "Cloud NAT" in r.stdout
     google.instances[("us-central1-b", "runner-old")] = {"name": "runner-old", "status": "TERMINATED", "labels": {"runner-job": "x"}}
     r = run_cli("doctor", "--cloud", "gcp", env={"RUNNER_GCP_SERVICE_ACCOUNT": "", "RUNNER_STORE": "s3://b/x"})
@@ -224,6 +225,21 @@ def test_render_needs_no_google_credentials(make_job, tmp_path):
     r = subprocess.run([sys.executable, "-m", "runner", "render", str(d), "--cloud", "gcp"], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.startswith("#!"), r.stderr
+
+
+def test_doctor_names_a_missing_permission_and_a_subnet_without_a_way_out(gcp_cli):
+    google, _, _ = gcp_cli
+    google.lacking = {"compute.instances.delete"}
+    google.private_access["us-central1"] = False
+    r = run_cli("doctor", "--cloud", "gcp")
+    assert r.returncode == 1
+    fails = {line.split()[1]: line for line in r.stdout.splitlines() if line.startswith("FAIL")}
+    assert set(fails) == {"permissions", "network"}, r.stdout
+    assert "missing compute.instances.delete on project runner-test" in fails["permissions"]
+    assert ("gcloud compute networks subnets update default --region=us-central1 --project=runner-test "
+            "--enable-private-ip-google-access") in fails["network"]
+    [asked] = [x for x in google.log if x["path"].endswith(":testIamPermissions")]
+    assert asked["path"] == f"/v1/projects/{PROJECT}:testIamPermissions"
 
 
 def test_non_gcp_commands_never_import_the_gcp_client(make_job):

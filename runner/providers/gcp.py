@@ -19,9 +19,9 @@ from runner import images, settings
 from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
 from runner.providers import gcp_network, gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
+from runner.providers.gcp_api import call, translate  # noqa: F401 (translate: gcp_doctor's)
 from runner.providers.gcp_build import (
     ALIVE,
-    CREDENTIALS_FIX,
     DEADLINE_MARGIN,
     DEFAULT_TYPE,
     IMAGE_FAMILY,
@@ -48,36 +48,6 @@ NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # a GCE resource nam
 PROJECT_RE = re.compile(r"(?:[a-z][-a-z0-9.]{0,61}[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]")  # 'my-project', 'example.com:my-project'
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 WAIT_S = 300.0  # at most this long for an insert's operation; after it, the VM is taken as started
-
-
-def translate(e: Exception, what: str, zone: str = "", region: str = "") -> Exception:
-    """A google-api-core / google-auth exception -> a RunnerError; anything else is returned as it is."""
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as gauth
-    from requests import RequestException
-
-    if isinstance(e, gexc.GoogleAPICallError):
-        errs = [(str(x.get("reason", "")), str(x.get("message", ""))) for x in e.errors or () if isinstance(x, dict)]
-        code, message = pick(errs) if errs else (e.reason or "", "")
-        return classify(code, message or e.message, what, int(e.code or 0), zone, region)
-    if isinstance(e, gauth.DefaultCredentialsError):
-        return AuthError(f"{what}: no Google credentials (Application Default Credentials) found; {CREDENTIALS_FIX}")
-    if isinstance(e, gauth.RefreshError):
-        return AuthError(f"{what}: the Google credentials were refused ({e}); {CREDENTIALS_FIX}")
-    if isinstance(e, (gauth.TransportError, RequestException)):
-        return RunnerError(f"{what}: cannot reach the Google API ({e}); check the network (and RUNNER_GCP_ENDPOINT if set)")
-    return e
-
-
-def call(what: str, fn, at: str = "", **kw):
-    """fn(**kw) with its Google errors translated at the edge; `at` is the zone the call is about."""
-    try:
-        return fn(**kw)
-    except Exception as e:
-        err = translate(e, what, at, region_of(at))
-        if err is e:
-            raise
-        raise err from None
 
 
 class GcpProvider:

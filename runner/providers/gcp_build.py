@@ -24,10 +24,12 @@ API = "https://compute.googleapis.com"
 # the cloud-side deadline: the in-VM failsafe powers off at max runtime + 10 min from the script's
 # start; the VM boots for a minute or more before that, so the cloud's own DELETE comes 5 min later
 DEADLINE_MARGIN = 15 * 60
-SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",  # the store
-          "https://www.googleapis.com/auth/compute")  # the VM deletes itself (shutdown-script below)
+# Access is decided by the VM's service account's IAM roles (docs/policies/gcp-vm-role.yaml): the store, the
+# VM's own delete (shutdown-script below), Secret Manager for gcp-sm: secrets, which no narrower scope allows.
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 LABEL = "runner-job"
-KEYS = ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint")
+KEYS = ("project", "zones", "service_account", "network", "subnetwork", "external_ip", "spot_fallback", "endpoint",
+        "resource_manager_endpoint")
 TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]*[a-z0-9]\Z")  # e2-standard-4, n2-custom-4-16384
 ZONE_RE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]\Z")
 ALIVE = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING")
@@ -80,6 +82,7 @@ class GcpSettings:
     external_ip: bool = False
     spot_fallback: bool = False
     endpoint: str = ""  # the Compute API's address: Private Service Connect, or a fake in tests
+    resource_manager_endpoint: str = ""  # the Resource Manager API's (doctor's permission check), likewise
 
     @property
     def api(self) -> str:
@@ -103,6 +106,7 @@ class GcpSettings:
             network=str(settings.get("network", "gcp") or ""), subnetwork=str(settings.get("subnetwork", "gcp") or ""),
             external_ip=settings.get_bool("external_ip", "gcp"), spot_fallback=settings.get_bool("spot_fallback", "gcp"),
             endpoint=str(settings.get("endpoint", "gcp") or ""),
+            resource_manager_endpoint=str(settings.get("resource_manager_endpoint", "gcp") or ""),
         )
 
 

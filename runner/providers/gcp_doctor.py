@@ -7,7 +7,7 @@ from runner.errors import RunnerError
 from runner.store import split_uri
 
 Check = tuple[bool, str, str]  # (ok, what was checked, what was found or how to fix it)
-CLOUD_CHECKS = ("store", "service account", "image", "zones", "network", "stopped VMs")
+CLOUD_CHECKS = ("store", "service account", "permissions", "image", "zones", "network", "stopped VMs")
 
 
 def run(provider) -> list[Check]:
@@ -25,11 +25,14 @@ def run(provider) -> list[Check]:
     out.append(_store(provider, project))
     sa = cfg.service_account
     out.append((bool(sa), "service account", sa or "none: set RUNNER_GCP_SERVICE_ACCOUNT (docs/gcp.md has its roles)"))
+    ok, detail = _try(lambda: _permissions(provider, cfg, project))
+    out.append((ok and not detail, "permissions", str(detail or "the launcher holds every permission the configured features need")))
     ok, detail = _try(lambda: _image(provider))
     out.append((ok, "image", str(detail)))
     ok, detail = _try(lambda: _zones(provider, cfg, project))
     out.append((ok, "zones", str(detail)))
-    out.append((True, "network", _network(cfg)))
+    ok, detail = _try(lambda: _egress(provider, cfg, project))
+    out.append((ok and not detail, "network", str(detail or _network(cfg))))
     ok, detail = _try(lambda: _stopped(provider))
     out.append((ok and not detail, "stopped VMs", str(detail or "none (a stopped VM still bills its disk)")))
     return out
@@ -88,6 +91,28 @@ def _zones(provider, cfg, project: str) -> str:
     if down:
         raise RunnerError(f"zone(s) not UP: {', '.join(down)}")
     return ", ".join(cfg.zones)
+
+
+def _permissions(provider, cfg, project: str) -> str:
+    """'' or which permissions the credentials lack (iam.serviceAccounts.actAs is granted on the VM's account)."""
+    from runner.providers.gcp_iam import missing
+
+    lacking = missing(provider, cfg, project)
+    if not lacking:
+        return ""
+    return (f"missing {', '.join(lacking)} on project {project}: grant the launcher the role in "
+            "docs/policies/gcp-launcher-role.yaml (docs/gcp.md shows the gcloud commands)")
+
+
+def _egress(provider, cfg, project: str) -> str:
+    """'' when VMs of every configured zone's region reach Google's APIs, or what to do."""
+    from runner.providers.gcp_build import region_of
+    from runner.providers.gcp_network import check_region
+
+    if cfg.external_ip:
+        return ""
+    found = [check_region(provider, cfg, project, r) for r in sorted({region_of(z) for z in cfg.zones} - {""})]
+    return "; ".join(f for f in found if f)
 
 
 def _network(cfg) -> str:
