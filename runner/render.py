@@ -15,8 +15,17 @@ TEMPLATES = Path(__file__).parent / "templates"
 USER_DATA_LIMIT = 16 * 1024  # EC2's cap on user-data; GCE's metadata value cap is larger
 LOG_INTERVAL = 5  # seconds between log pushes while the job runs
 
+
+
+def _load(name: str) -> str:
+    """A template's source without its comment lines past the header: they document the template, not the VM's copy."""
+    lines = (TEMPLATES / name).read_text().splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return "".join(lines[:end] + [line for line in lines[end:] if not line.lstrip().startswith("# ")])
+
+
 _env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FunctionLoader(_load),
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
@@ -42,18 +51,25 @@ def output_uris(spec: JobSpec, store: str, job_id: str) -> dict[str, str]:
 
 
 def render_startup(
-    spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "", interruption: str = "", metadata_url: str = ""
+    spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "", interruption: str = "", metadata_url: str = "",
+    attempt: int = 1, log_interval: int = LOG_INTERVAL,
 ) -> str:
     """The startup script (cloud-init user-data) for one job; `store` is the store as the VM sees it.
 
     `interruption` (aws, gcp or empty) says which metadata server's spot notice to watch, at `metadata_url`.
+    `attempt` is 1 for the first launch, N for the (N-1)th relaunch: its logs go to logs/<attempt>/.
     """
+    if not (isinstance(attempt, int) and 1 <= attempt <= 9999):
+        raise SpecError(f"attempt {attempt!r} is not a launch attempt: it counts launches from 1 (at most 9999)")
+    if not (isinstance(log_interval, int) and log_interval >= 1):
+        raise SpecError(f"log interval {log_interval!r} is not a whole number of seconds of at least 1")
     script = _env.get_template("startup.sh.j2").render(
         job_id=job_id,
         job_uri=job_uri(store, job_id),
         cloud=cloud,
         max_runtime=spec.max_runtime,
-        log_interval=LOG_INTERVAL,
+        log_interval=log_interval,
+        attempt=attempt,
         s3_endpoint=s3_endpoint,
         interruption=interruption,
         metadata_url=metadata_url,
