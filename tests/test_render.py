@@ -81,4 +81,21 @@ def test_user_data_limit():
     spec = validate({"name": "big", "command": "true", "env": {"BLOB": "x" * 17000}}, "test")
     with pytest.raises(SpecError, match="over the 16 KiB user-data limit"):
         render_startup(spec, JOB_ID, "s3://b", "aws")
-    assert len(render("taxi", "s3").encode()) < 12 * 1024  # room left for a job's own env and paths
+    assert len(render("taxi", "s3").encode()) < 14 * 1024  # room left for a job's own env and paths
+
+
+def test_attempt_is_rendered_and_checked():
+    spec = validate(SPECS["minimal"], "test")
+    text = render_startup(spec, JOB_ID, "s3://b", "aws", attempt=3)
+    assert "ATTEMPT=3\n" in text and "RUNNER_ATTEMPT=$ATTEMPT" in text and "LOG_URI=$JOB_URI/logs/$ATTEMPT\n" in text
+    assert "ATTEMPT=1\n" in render_startup(spec, JOB_ID, "s3://b", "aws")
+    for bad in (0, -1, 10000, "2; rm -rf /"):
+        with pytest.raises(SpecError, match="is not a launch attempt"):
+            render_startup(spec, JOB_ID, "s3://b", "aws", attempt=bad)
+
+
+def test_comment_lines_stay_in_the_template():
+    text = render("taxi", "s3")
+    assert text.startswith("#!/bin/bash\n# runner startup script for job ") and "# shellcheck disable=" in text
+    body = text.split("set -uo pipefail", 1)[1]
+    assert not [line for line in body.splitlines() if line.lstrip().startswith("# ")]

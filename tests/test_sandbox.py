@@ -30,6 +30,13 @@ def launch(*args: str, env: dict | None = None):
     return r.returncode, obj, r.stderr
 
 
+def read_log(home: Path, job_id: str, name: str, attempt: int = 1) -> str:
+    """A log as the VM shipped it: its numbered parts in order, concatenated."""
+    d = job_dir(home, job_id) / "logs" / str(attempt)
+    parts = sorted(p for p in d.glob(f"{name}.[0-9][0-9][0-9][0-9][0-9][0-9]")) if d.is_dir() else []
+    return b"".join(p.read_bytes() for p in parts).decode()
+
+
 def power_log(home: Path, job_id: str) -> list[str]:
     return (home / "sandbox" / job_id / "power.log").read_text().splitlines()
 
@@ -74,8 +81,7 @@ def test_failing_job_exits_with_its_code_and_keeps_its_log(runner_home, make_job
     rc, obj, _ = launch(str(d), "--wait")
     assert rc == 3
     assert obj["state"] == "FAILED" and obj["exit_code"] == 3 and "exited with code 3" in obj["reason"]
-    log = (job_dir(runner_home, obj["job_id"]) / "logs" / "job.log").read_text()
-    assert log == "about to fail\noops\n"
+    assert read_log(runner_home, obj["job_id"], "job.log") == "about to fail\noops\n"
     assert [line.split()[0] for line in power_log(runner_home, obj["job_id"])] == ["shutdown", "poweroff"]
 
 
@@ -86,7 +92,7 @@ def test_missing_input_fails_clearly_and_still_powers_off(runner_home, make_job)
     assert obj["state"] == "FAILED" and obj["exit_code"] is None
     assert "could not fetch input" in obj["reason"] and "data/missing/x.csv" in obj["reason"]
     assert [line.split()[0] for line in power_log(runner_home, obj["job_id"])] == ["shutdown", "poweroff"]
-    startup = (job_dir(runner_home, obj["job_id"]) / "logs" / "startup.log").read_text()
+    startup = read_log(runner_home, obj["job_id"], "startup.log")
     assert "FAILED: could not fetch input" in startup
 
 
@@ -137,7 +143,7 @@ def test_max_runtime_times_out(runner_home, make_job):
     rc, obj, _ = launch(str(d), "--wait")
     assert rc == 124 and obj["state"] == "TIMED_OUT"
     assert time.monotonic() - t0 < 30
-    assert (job_dir(runner_home, obj["job_id"]) / "logs" / "job.log").read_text() == "started\n"
+    assert read_log(runner_home, obj["job_id"], "job.log") == "started\n"
 
 
 def test_logs_stream_while_the_job_runs_and_cancel(runner_home, make_job):
@@ -145,8 +151,7 @@ def test_logs_stream_while_the_job_runs_and_cancel(runner_home, make_job):
     rc, obj, err = launch(str(d))
     assert rc == 0, err
     job_id = obj["job_id"]
-    log = job_dir(runner_home, job_id) / "logs" / "job.log"
-    assert wait_for(lambda: log.exists() and log.read_text() == "first line\n"), "log never reached the store"
+    assert wait_for(lambda: read_log(runner_home, job_id, "job.log") == "first line\n"), "log never reached the store"
     assert json.loads(run_cli("status", job_id, "--json").stdout)["state"] == "RUNNING"
     r = run_cli("cancel", job_id)
     assert r.returncode == 0, r.stderr

@@ -1,7 +1,8 @@
 #!/bin/bash
 # runner startup script for job taxi-20260101T000000Z-abcdef on aws.
-# Pulls the code and inputs from the store, runs the job, streams its log to the store,
-# uploads the outputs, writes the final status and powers the machine off, whatever happens.
+# Pulls the code and inputs from the store (no file lands outside its folder), runs the job, ships its
+# log to the store as numbered parts, uploads the outputs, writes the final status (never over another
+# final one) and powers the machine off, whatever happens.
 # Rendered by runner; every value below is shell-quoted.
 # shellcheck disable=SC2016,SC2317,SC2329  # quoted values are literal on purpose; trap handlers run indirectly
 set -uo pipefail
@@ -9,6 +10,7 @@ umask 022
 
 JOB_ID=taxi-20260101T000000Z-abcdef
 JOB_URI='file:///var/lib/runner store/jobs/taxi-20260101T000000Z-abcdef'
+ATTEMPT=1
 MAX_RUNTIME=7200
 LOG_EVERY=5
 S3_ENDPOINT=''
@@ -19,6 +21,9 @@ WORK=$ROOT/work
 LOGS=$ROOT/logs
 TMP=$ROOT/tmp
 CHECKPOINT=$ROOT/checkpoint
+SHIP=$TMP/ship
+LOG_URI=$JOB_URI/logs/$ATTEMPT
+FINAL=" SUCCEEDED FAILED TIMED_OUT PREEMPTED CANCELLED LOST "
 
 STEP=start
 STATE=""
@@ -37,32 +42,48 @@ json_str() {
   printf '"%s"' "$s"
 }
 
-# --- transfers: one function per direction; the scheme picks the tool baked into the image
-# s5cmd retries by itself with exponential backoff; 3 keeps an unreachable store from stalling minutes
 s3() { s5cmd --retry-count 3 ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
-# gs: the baked gsutil. On GCE (or with a metadata server named in GCE_METADATA_HOST) it signs in as
-# the VM's service account itself: the guest agent writes that into /etc/boto.cfg, maybe too late.
 gs() {
   if [ -n "${GCE_METADATA_HOST:-}" ] || grep -qs Google /sys/class/dmi/id/product_name; then
     set -- -o GoogleCompute:service_account=default "$@"
   fi
   GCE_METADATA_ROOT=${GCE_METADATA_ROOT:-${GCE_METADATA_HOST:-metadata.google.internal}} gsutil -q "$@"
 }
-# fetch SRC_URI DEST_PATH: one object, or every object below a prefix ending in '/'
+plan() {
+  jq -nr --arg src "$1" --arg dest "$2" --arg tool "$3" '[inputs | select(endswith("/") | not) | {k: ., rel: ltrimstr($src)}
+    | .ok = ((.k | startswith($src)) and (.rel | explode | all(. > 31)) and (.rel | split("/") | all(. != "" and . != "." and . != ".."))
+      and ($tool == "s3" or (.rel | test("[*?\\[\\]]") | not)))] as $all
+    | ($all[] | select(.ok | not) | "# skipped \(.k | tojson): its name is not a plain path below \($src)"),
+    if $tool == "s3" then $all[] | select(.ok) | "cp --raw \(.k | @sh) \("\($dest)/\(.rel)" | @sh)"
+    else $all | map(select(.ok) | .d = ("\($dest)/\(.rel)" | sub("/[^/]*$"; ""))) | group_by(.d)[] | [.[0].d] + map(.k) | join("\t") end'
+}
 fetch() {
-  local src=$1 dest=$2
+  local src=$1 dest=$2 s=${1#file://} p f g
   case $src in
-    file://*/) mkdir -p "$dest" && cp -R -- "${src#file://}." "$dest/" ;;
-    file://*) mkdir -p "$(dirname "$dest")" && cp -- "${src#file://}" "$dest" ;;
-    s3://*/) mkdir -p "$dest" && s3 cp "$src*" "$dest/" ;;
+    file://*/) s=${s%/}
+      [ -d "$s" ] && [ ! -L "$s" ] || { say "refusing $src: not a folder (a link?)"; return 1; }
+      (cd "$s" && find . -mindepth 1 ! -type d ! -type f -printf '%P\n') | while IFS= read -r f; do say "skipped $src$f: not a file or folder"; done
+      [ -n "$(cd "$s" && find . -type f -print -quit)" ] || { echo "no object below $src" >&2; return 1; }
+      mkdir -p "$dest" && (cd "$s" && find . -type f -print0 | xargs -0r cp --parents -t "$dest" --) ;;
+    file://*) [ -f "$s" ] && [ ! -L "$s" ] || { echo "no file $src (or it is a link)" >&2; return 1; }
+      mkdir -p "$(dirname "$dest")" && cp -- "$s" "$dest" ;;
+    s3://*/|gs://*/) p=$(mktemp "$TMP/plan.XXXXXX") || return 1
+      case $src in
+        s3://*) s3 --json ls "$src*" | jq -c 'select(.type == "file") | .key' | plan "$src" "$dest" s3 > "$p" ;;
+        *) gs ls "$src**" | jq -R . | plan "$src" "$dest" gs > "$p" ;;
+      esac
+      sed -n 's/^# //p' "$p" | while IFS= read -r f; do say "$f"; done
+      grep -q '^[^#]' "$p" || { echo "no object below $src" >&2; return 1; }
+      mkdir -p "$dest" || return 1
+      case $src in
+        s3://*) s3 run "$p" ;;
+        *) grep -v '^#' "$p" | while IFS=$'\t' read -r -a g; do printf '%s\n' "${g[@]:1}" | gs -m cp -I "${g[0]}/" || exit 1; done ;;
+      esac ;;
     s3://*) mkdir -p "$(dirname "$dest")" && s3 cp --raw "$src" "$dest" ;;
-    gs://*/) mkdir -p "$dest" && gs -m rsync -r "$src" "$dest/" &&
-      { [ -n "$(ls -A "$dest")" ] || { echo "no object below $src" >&2; return 1; }; } ;;
     gs://*) mkdir -p "$(dirname "$dest")" && gs cp "$src" "$dest" ;;
     *) echo "unknown URI scheme: $src" >&2; return 2 ;;
   esac
 }
-# push SRC_PATH DEST_URI: a file, or a folder's files below a prefix ending in '/'
 push() {
   local src=$1 dest=$2 d
   if [ -d "$src" ]; then
@@ -74,13 +95,13 @@ push() {
     return
   fi
   case $dest in
-    file://*) d=${dest#file://}; mkdir -p "$(dirname "$d")" && cp -- "$src" "$d.part" && mv -f -- "$d.part" "$d" ;;
+    file://*) d=${dest#file://}; mkdir -p "$(dirname "$d")" || return 1
+      cp -- "$src" "$(dirname "$d")/.${d##*/}.part" && mv -f -- "$(dirname "$d")/.${d##*/}.part" "$d" ;;
     s3://*) s3 cp --raw "$src" "$dest" ;;
     gs://*) gs cp "$src" "$dest" ;;
     *) echo "unknown URI scheme: $dest" >&2; return 2 ;;
   esac
 }
-# retry N CMD...: N tries, waiting 1, 2, 4... seconds between them
 retry() {
   local n=$1 i=1 wait=1; shift
   until "$@"; do
@@ -89,24 +110,62 @@ retry() {
   done
 }
 
-write_status() {
-  local ended=null
-  case $1 in RUNNING) ;; *) ended=$(json_str "$(now)") ;; esac
-  printf '{"state": "%s", "exit_code": %s, "reason": %s, "started_at": %s, "ended_at": %s, "updated_at": "%s", "host": %s}\n' \
-    "$1" "$EXIT_CODE" "$(json_str "$REASON")" "$STARTED_AT" "$ended" "$(now)" "$(json_str "$(hostname)")" > "$TMP/status.json"
-  retry 3 push "$TMP/status.json" "$JOB_URI/status.json" >> "$LOGS/startup.log" 2>&1 || say "could not write status $1 to the store"
+stored_state() {
+  rm -f "$TMP/stored.json"
+  fetch "$JOB_URI/status.json" "$TMP/stored.json" > /dev/null 2>&1 && jq -r '.state | strings' "$TMP/stored.json" 2>/dev/null | head -c 20
 }
-push_logs() {
-  local f
-  for f in "$LOGS"/*.log; do
-    [ -e "$f" ] && push "$f" "$JOB_URI/logs/$(basename "$f")" >> "$TMP/push.log" 2>&1
+write_status() {
+  local ended=null f=$TMP/status.json.new have
+  if [ "$1" != RUNNING ]; then
+    ended=$(json_str "$(now)")
+    have=$(stored_state)
+    if [[ $have =~ ^[A-Z_]+$ && $FINAL == *" $have "* ]]; then
+      say "status.json already says $have: keeping it"; return 0
+    fi
+  fi
+  rm -f "$f"
+  if printf '{"state": "%s", "exit_code": %s, "reason": %s, "started_at": %s, "ended_at": %s, "updated_at": "%s", "host": %s, "attempt": %s}\n' \
+    "$1" "$EXIT_CODE" "$(json_str "$REASON")" "$STARTED_AT" "$ended" "$(now)" "$(json_str "$(hostname)")" "$ATTEMPT" > "$f" &&
+    jq -e .state "$f" > /dev/null 2>&1; then
+    retry 3 push "$f" "$JOB_URI/status.json" >> "$LOGS/startup.log" 2>&1 || say "could not write status $1 to the store"
+  else
+    say "could not write status $1: $TMP is full or not writable; the store keeps the status it has"
+  fi
+}
+ship_log() {
+  local name=$1 st=$SHIP/$1 part="" seq off size
+  while :; do
+    for part in "$st".part.*; do [ -e "$part" ] || part=""; break; done
+    if [ -z "$part" ]; then
+      seq=0 off=0
+      if [ -e "$st.next" ]; then read -r seq off < "$st.next" || return 1; fi
+      size=$(stat -c %s -- "$LOGS/$name") || return 1
+      [ "$size" -gt "$off" ] || return 0
+      { tail -c +"$((off + 1))" -- "$LOGS/$name" | head -c "$((size - off))"; } > "$st.cut"
+      [ "$(stat -c %s -- "$st.cut")" -eq "$((size - off))" ] && mv -f -- "$st.cut" "$st.part.$seq.$size" || return 1
+      part=$st.part.$seq.$size
+    fi
+    seq=${part##*.part.}; size=${seq#*.}; seq=${seq%.*}
+    push "$part" "$LOG_URI/$name.$(printf %06d "$seq")" || return 1
+    { printf '%s %s\n' "$((seq + 1))" "$size" > "$st.next.new" && mv -f -- "$st.next.new" "$st.next" && rm -f -- "$part"; } || return 1
   done
 }
-log_pusher() {
-  while sleep "$LOG_EVERY"; do push_logs; done
+ship_logs() {
+  local f rc=0
+  for f in "$LOGS"/*.log; do
+    if [ -e "$f" ]; then ship_log "${f##*/}" >> "$TMP/push.log" 2>&1 || rc=1; fi
+  done
+  return "$rc"
 }
-# interruption_notice: prints the cloud's notice that this spot VM is being taken back, if any
-# metadata PATH: a value from the cloud's metadata server (AWS: IMDSv2, a token first; GCP: the flavor header)
+log_pusher() {
+  local stop=0
+  trap 'stop=1' TERM
+  while [ "$stop" = 0 ]; do
+    sleep "$LOG_EVERY" & wait $!
+    if [ "$stop" = 1 ]; then kill $! 2>/dev/null; break; fi
+    ship_logs
+  done
+}
 metadata() {
   local token
   case $INTERRUPTION in
@@ -124,7 +183,6 @@ interruption_notice() {
     *) return 1 ;;
   esac
 }
-# secret REF: a secret's value, fetched here on the VM by name (user-data never holds a secret)
 secret() {
   local ref=$1 token
   case $ref in
@@ -154,9 +212,15 @@ interruption_watcher() {
 
 finish() {
   local rc=$?
-  trap - EXIT TERM INT
-  [ -n "$PUSHER" ] && kill "$PUSHER" 2>/dev/null
+  trap - EXIT
+  trap '' TERM INT
   [ -n "$WATCHER" ] && kill "$WATCHER" 2>/dev/null
+  if [ -n "$PUSHER" ]; then  # let a push under way finish (a minute at most): the pushes below must not race it
+    kill "$PUSHER" 2>/dev/null
+    { sleep 60; kill -KILL "$PUSHER"; } > /dev/null 2>&1 & guard=$!
+    wait "$PUSHER" 2>/dev/null
+    kill "$guard" 2>/dev/null
+  fi
   if [ -d "$CHECKPOINT" ] && [ -n "$(ls -A "$CHECKPOINT")" ]; then
     retry 3 push "$CHECKPOINT" "$JOB_URI/checkpoint/" >> "$LOGS/startup.log" 2>&1 || say "could not save the checkpoint"
   fi
@@ -165,8 +229,9 @@ finish() {
     [ -n "$REASON" ] || REASON="startup script stopped in step '$STEP' (exit $rc)"
   fi
   say "job $STATE${REASON:+: $REASON}"
-  retry 3 push_logs
+  retry 3 ship_logs
   write_status "$STATE"
+  ship_logs
   say "powering off"
   poweroff
   exit 0
@@ -174,6 +239,8 @@ finish() {
 on_term() {
   if [ -e "$TMP/preempted" ]; then
     STATE=PREEMPTED; REASON="spot interruption in step '$STEP': $(head -c 300 "$TMP/preempted")"
+  elif fetch "$JOB_URI/cancel" "$TMP/cancel" > /dev/null 2>&1; then
+    STATE=CANCELLED; REASON="cancelled by \`runner cancel\`"
   else
     REASON="the machine is shutting down (SIGTERM) in step '$STEP'"
   fi
@@ -185,15 +252,17 @@ on_term() {
 }
 fail() { REASON=$1; exit 1; }
 
-mkdir -p "$WORK" "$LOGS" "$TMP" "$CHECKPOINT"
+mkdir -p "$WORK" "$LOGS" "$TMP" "$CHECKPOINT" "$SHIP"
 trap finish EXIT
 trap on_term TERM INT
 
-# Failsafe that does not depend on this script: power off at max runtime plus 10 minutes.
 shutdown -P "+$(( (MAX_RUNTIME + 600 + 59) / 60 ))" >> "$LOGS/startup.log" 2>&1 || say "could not schedule the failsafe shutdown"
 
 STARTED_AT=$(json_str "$(now)")
-say "job $JOB_ID starting on $(hostname)"
+say "job $JOB_ID starting on $(hostname), attempt $ATTEMPT"
+if fetch "$JOB_URI/cancel" "$TMP/cancel" > /dev/null 2>&1; then
+  STATE=CANCELLED; REASON="cancelled by \`runner cancel\` before it started"; exit 0
+fi
 write_status RUNNING
 log_pusher & PUSHER=$!
 [ -n "$INTERRUPTION" ] && { interruption_watcher & WATCHER=$!; }
@@ -216,7 +285,7 @@ fi
 STEP=secrets
 STEP=run
 cd "$WORK" || fail "no work dir $WORK"
-export RUNNER_JOB_ID=$JOB_ID RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+export RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
 say "running: "true
 T0=$(date +%s)
 setsid timeout --signal=TERM --kill-after=30 "$MAX_RUNTIME" bash -c true < /dev/null >> "$LOGS/job.log" 2>&1 &
