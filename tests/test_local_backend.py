@@ -94,7 +94,8 @@ def test_a_vm_that_qemu_cannot_start_says_why(fake_image, make_job, runner_home)
     status = json.loads(run_cli("status", obj["job_id"], "--json").stdout)
     assert "tcg-accel.no-such-prop" in status["reason"]
     console = runner_home / "store" / "jobs" / obj["job_id"] / "logs" / "console.log"
-    assert "tcg-accel.no-such-prop" in console.read_text()  # `runner logs --all` shows it too
+    assert "tcg-accel.no-such-prop" in console.read_text()
+    assert "tcg-accel.no-such-prop" in run_cli("logs", obj["job_id"], "--all").stdout
 
 
 def test_an_unknown_accel_setting_is_refused_before_launch(fake_image, make_job, runner_home):
