@@ -83,7 +83,7 @@ def test_gs_pull_skips_keys_that_would_land_outside_the_folder(gcs, google, tmp_
     for key in evil:
         b.blob(f"runner/{key}").upload_from_string(b"evil\n")
     b.blob(f"runner/jobs/{JOB}/code.tar.gz").upload_from_string(code_tar({"run.sh": "echo hi"}))
-    env = {"GCE_METADATA_HOST": google.url.removeprefix("http://"), "PATH": f"{sysconfig.get_path('scripts')}:{os.environ['PATH']}"}
+    env = {"GCE_METADATA_HOST": google.url.removeprefix("http://")}  # gsutil gets the VM's token here
     vm = VM(tmp_path / "vm1", f"gs://{bucket}/runner", JOB)
     vm.extra_path.append(sysconfig.get_path("scripts"))
     vm.start({"name": "pull", "command": LISTING, "inputs": {"data/in/": "in/"}, "outputs": ["listing.txt"]}, env=env)

@@ -58,7 +58,7 @@ plan() {
     else $all | map(select(.ok) | .d = ("\($dest)/\(.rel)" | sub("/[^/]*$"; ""))) | group_by(.d)[] | [.[0].d] + map(.k) | join("\t") end'
 }
 fetch() {
-  local src=$1 dest=$2 s=${1#file://} p f g
+  local src=$1 dest=${2%/} s=${1#file://} p f g
   case $src in
     file://*/) s=${s%/}
       [ -d "$s" ] && [ ! -L "$s" ] || { say "refusing $src: not a folder (a link?)"; return 1; }
@@ -77,7 +77,9 @@ fetch() {
       mkdir -p "$dest" || return 1
       case $src in
         s3://*) s3 run "$p" ;;
-        *) grep -v '^#' "$p" | while IFS=$'\t' read -r -a g; do printf '%s\n' "${g[@]:1}" | gs -m cp -I "${g[0]}/" || exit 1; done ;;
+        *) grep -v '^#' "$p" | while IFS=$'\t' read -r -a g; do
+          mkdir -p "${g[0]}" && printf '%s\n' "${g[@]:1}" | gs -m cp -I "${g[0]}/" || exit 1
+        done ;;
       esac ;;
     s3://*) mkdir -p "$(dirname "$dest")" && s3 cp --raw "$src" "$dest" ;;
     gs://*) mkdir -p "$(dirname "$dest")" && gs cp "$src" "$dest" ;;
