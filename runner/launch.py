@@ -47,14 +47,6 @@ class Plan:
         return {**summary, **quote(r)} if quote else summary
 
 
-def pack(job_dir: Path) -> bytes:
-    """The job's folder as a gzipped tar (see runner.pack); it becomes the work dir. Says on stderr what it left out."""
-    with packing.packed(job_dir) as p:
-        if p.skipped:
-            sys.stderr.write(f"runner: not shipped from {job_dir}: {', '.join(p.skipped)}\n")
-        return p.path.read_bytes()
-
-
 def mounts(spec: JobSpec, store: str, cloud: str) -> tuple[str, ...]:
     """The store-relative paths of the spec's inputs, sorted (a prefix keeps its '/'): all of the store a local VM sees."""
     root, found = store.rstrip("/") + "/", []
@@ -110,7 +102,10 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
 def launch(p: Plan) -> Instance:
     """Record the job, ship its code, start its VM; a failed start is recorded as FAILED."""
     store, job_id = p.store, p.job_id
-    code = pack(p.job_dir)
+    with packing.packed(p.job_dir) as code:  # a temporary file, uploaded as it is: never whole in memory
+        if code.skipped:
+            sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(code.skipped)}\n")
+        store.upload(code.path, jobs.job_key(job_id, "code.tar.gz"))
     record = {
         "job_id": job_id, "cloud": p.cloud, "spec": p.spec.model_dump(), "job_dir": str(p.job_dir),
         "instance_type": p.request.instance_type, "spot": p.request.spot, "created_at": jobs.utcnow(),
@@ -119,7 +114,6 @@ def launch(p: Plan) -> Instance:
         "request": {k: v for k, v in asdict(p.request).items() if k != "user_data"},
     }
     jobs.write_json(store, job_id, "job.json", record)
-    store.put_bytes(jobs.job_key(job_id, "code.tar.gz"), code)
     store.put_bytes(jobs.job_key(job_id, "user-data"), p.request.user_data.encode())
     jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING))
     try:

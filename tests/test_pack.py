@@ -12,10 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from runner import launch
+from runner import pack as packing
 from runner.errors import SpecError
 
 SECRET = "-----BEGIN OPENSSH PRIVATE KEY----- operator's key"
+
+
+def pack_bytes(job_dir: Path) -> bytes:
+    """The archive a launch would upload."""
+    with packing.packed(job_dir) as p:
+        return p.path.read_bytes()
 
 
 def members(archive: bytes) -> dict[str, tarfile.TarInfo]:
@@ -48,7 +54,7 @@ def home_like(tmp_path):
 
 
 def test_credentials_never_ship_whatever_the_ignore_files_say(home_like):
-    archive = launch.pack(home_like)
+    archive = pack_bytes(home_like)
     names = set(members(archive))
     assert {"job.yaml", "main.py", ".config", ".config/app.toml", "proj"} <= names
     assert SECRET.encode() not in contents(archive)
@@ -66,7 +72,7 @@ def test_gitignore_and_runnerignore_are_honoured(tmp_path):
         "sub/.gitignore": "secret.txt\n!*.log\n", "sub/secret.txt": "x", "sub/debug.log": "x", "main.py": "x",
         "__pycache__/m.cpython-311.pyc": "x", "lib.pyc": "x", ".venv/bin/python": "x",
     })
-    names = {n for n, m in members(launch.pack(job)).items() if m.isfile()}
+    names = {n for n, m in members(pack_bytes(job)).items() if m.isfile()}
     assert names == {
         "job.yaml", ".gitignore", ".runnerignore", "keep.log", "sub/top.txt", "model.bin", "sub/.gitignore",
         "sub/debug.log", "main.py",
@@ -77,10 +83,10 @@ def test_the_repository_gitignore_above_the_folder_counts(tmp_path):
     repo = write(tmp_path / "repo", {".gitignore": "*.parquet\n/jobs/taxi/out/\n", "jobs/taxi/job.yaml": "x", "jobs/taxi/a.parquet": "x",
                                      "jobs/taxi/out/r.csv": "x", "jobs/taxi/taxi.py": "x"})
     (repo / ".git").mkdir()
-    names = {n for n, m in members(launch.pack(repo / "jobs" / "taxi")).items() if m.isfile()}
+    names = {n for n, m in members(pack_bytes(repo / "jobs" / "taxi")).items() if m.isfile()}
     assert names == {"job.yaml", "taxi.py"}
     (repo / "jobs" / "taxi" / ".git").mkdir()  # now a repository of its own: the outer .gitignore is not its
-    names = {n for n, m in members(launch.pack(repo / "jobs" / "taxi")).items() if m.isfile()}
+    names = {n for n, m in members(pack_bytes(repo / "jobs" / "taxi")).items() if m.isfile()}
     assert names == {"job.yaml", "taxi.py", "a.parquet", "out/r.csv"}
 
 
@@ -96,8 +102,8 @@ def test_links_ship_only_when_they_stay_inside_the_folder(tmp_path):
     (job / "abs-inside").symlink_to(job / "lib")
     (job / "loop-a").symlink_to("loop-b")
     (job / "loop-b").symlink_to("loop-a")
-    found = members(launch.pack(job))
-    assert SECRET.encode() not in contents(launch.pack(job))
+    found = members(pack_bytes(job))
+    assert SECRET.encode() not in contents(pack_bytes(job))
     assert not {"shadow", "etc", "hop", "up"} & set(found)
     assert found["util.py"].issym() and found["util.py"].linkname == "lib/util.py"
     assert found["abs-inside"].issym() and found["abs-inside"].linkname == "lib"
@@ -114,7 +120,7 @@ def test_a_folder_that_holds_runner_home_or_the_store_is_refused(tmp_path, monke
         monkeypatch.setenv("RUNNER_STORE", f"file://{job}/store")
         named = f"the store file://{job}/store"
     with pytest.raises(SpecError) as e:
-        launch.pack(job)
+        pack_bytes(job)
     assert str(job) in str(e.value) and named in str(e.value)
 
 
@@ -173,4 +179,4 @@ def test_a_pipe_is_skipped_not_read_and_a_huge_folder_is_refused_before_compress
         pack.write(job, sel, out)
     assert out.tell() == 0
     (job / "sparse.img").unlink()
-    assert {m for m in members(launch.pack(job))} == {"job.yaml"}
+    assert {m for m in members(pack_bytes(job))} == {"job.yaml"}
