@@ -80,3 +80,27 @@ def test_gc_finds_vms_of_unknown_jobs_and_past_deadline(runner_home, make_job):
     else:
         os.killpg(pid, signal.SIGKILL)
         raise AssertionError("gc --yes left the VM running")
+
+
+def test_a_job_cannot_write_itself_out_of_the_sweep(runner_home, make_job):
+    """job.json is the job's own to write: a garbage record makes its VM a stray, a later created_at changes nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    from runner import gc
+    from runner.providers.base import Instance
+    from runner.store import open_store
+
+    d = make_job({"name": "sly", "command": "sleep 300", "max_runtime": "1s"})
+    job_id = json.loads(run_cli("launch", str(d), "--cloud", "sandbox", "--json").stdout)["job_id"]
+    _wait_running(runner_home, job_id)
+    record = runner_home / "store" / "jobs" / job_id / "job.json"
+    data = json.loads(record.read_text())
+    store = open_store(f"file://{runner_home / 'store'}")
+    inst = Instance("sandbox", "sandbox-1", job_id)
+    later = datetime.now(timezone.utc) + timedelta(days=7, minutes=16)  # the longest runtime a spec allows, and the margin
+    record.write_text(json.dumps({**data, "created_at": "2099-01-01T00:00:00Z", "spec": {**data["spec"], "max_runtime": 10**9}}))
+    assert "past its deadline" in gc.why_stray(store, inst, later)
+    record.write_text("{not json")
+    why = gc.why_stray(store, inst, datetime.now(timezone.utc))
+    assert why and "unreadable" in why, why
+    run_cli("cancel", job_id)
