@@ -72,7 +72,7 @@ def test_preempted_job_is_relaunched_and_resumes_from_its_checkpoint(make_job, r
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**__import__("os").environ, **env})
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("working" in p.read_text() for p in runner_home.glob("store/jobs/*/logs/job.log")):
+    while time.monotonic() < deadline and not any("working" in p.read_text() for p in runner_home.glob("store/jobs/*/logs/1/job.log.*")):
         time.sleep(0.2)
     meta.interrupt(times=1)  # the first VM is taken back; the relaunched one is not
     out, err = proc.communicate(timeout=120)
