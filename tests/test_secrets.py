@@ -51,4 +51,5 @@ def test_a_missing_secret_fails_before_the_job_runs(make_job, runner_home):
     result = json.loads(r.stdout)
     assert result["state"] == "FAILED" and "could not fetch secret API_KEY from gcp-sm:projects/p/secrets/absent" in result["reason"]
     job = runner_home / "store" / "jobs" / result["job_id"]
-    assert not (job / "logs" / "job.log").exists()  # the command never ran
+    assert (job / "logs").is_dir() and not list((job / "logs").glob("*/job.log.*"))  # the command never ran
+    assert "ran" not in run_cli("logs", result["job_id"]).stdout
