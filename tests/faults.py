@@ -41,6 +41,11 @@ class Case:
     logs: bool = True  # the job's log must be in the store
     env: dict = field(default_factory=dict)
     during: Callable | None = None  # run while the job runs: during(env, home)
+    alt: tuple[tuple[str, int], ...] = ()  # other (state, exit) pairs that are right too
+    poweroffs: int = 1  # one per VM the job had
+    before: Callable | None = None  # seed the store: before(s3 client, bucket)
+    check: Callable | None = None  # more checks afterwards: check(env, home, job_id, seen) -> problems
+    seen: dict = field(default_factory=dict)  # what `during` observed
 
 
 @dataclass
@@ -54,23 +59,90 @@ class Seen:
     problems: list[str] = field(default_factory=list)
 
 
-def _interrupt_when_started(env: dict, home: Path, meta) -> None:
+def _when_started(home: Path) -> str | None:
+    """Wait until a job in the file store logged "working"; its id (None after 60 s)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if any("working" in p.read_text() for p in (home / "store" / "jobs").glob("*/logs/job.log")):
-            meta.interrupt()
-            return
+        for part in (home / "store" / "jobs").glob("*/logs/*/job.log.*"):
+            if "working" in part.read_text(errors="replace"):
+                return part.parents[2].name
         time.sleep(0.2)
+    return None
+
+
+def _interrupt_when_started(env: dict, home: Path, meta, times: int = 0) -> None:
+    if _when_started(home):
+        meta.interrupt(times=times)
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _cancel_near_the_end(env: dict, home: Path, seen: dict) -> None:
+    """`runner cancel` as the job's command ends by itself: whichever final status lands first must stay."""
+    job_id = _when_started(home)
+    if job_id:  # the command sleeps 8 s after the script starts: cancel then
+        started = json.loads((home / "store" / "jobs" / job_id / "status.json").read_text())["started_at"]
+        t0 = time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        time.sleep(max(0.0, t0 + 8.3 - time.time()))
+        seen["cancel"] = _cli(env, "cancel", job_id).stderr
+
+
+def _truncate_status(env: dict, home: Path, seen: dict) -> None:
+    """Empty status.json while the job runs (as a full disk once left it), then read it as a user would."""
+    job_id = _when_started(home)
+    if job_id:
+        (home / "store" / "jobs" / job_id / "status.json").write_bytes(b"")
+        seen["status"] = _cli(env, "status", job_id, "--json")
+
+
+def _no_escape(marker: Path) -> Callable:
+    def check(env: dict, home: Path, job_id: str, seen: dict) -> list[str]:
+        problems = [f"{marker} was written outside the input's folder"] if marker.exists() else []
+        startup = _cli(env, "logs", job_id, "--all").stdout
+        if "skipped" not in startup:
+            problems.append("the startup log does not name the skipped key")
+        return problems
+    return check
+
+
+def _race_check(env: dict, home: Path, job_id: str, seen: dict) -> list[str]:
+    stored = json.loads((home / "store" / "jobs" / job_id / "status.json").read_text())["state"]
+    problems = [] if stored == seen["state"] else [f"the store says {stored}, launch said {seen['state']}"]
+    if "cancel" not in seen:
+        problems.append("cancel never ran")
+    return problems
+
+
+def _unknown_check(env: dict, home: Path, job_id: str, seen: dict) -> list[str]:
+    r = seen.get("status")
+    if r is None:
+        return ["status was never read mid-run"]
+    if r.returncode or "Traceback" in r.stderr:
+        return [f"runner status failed on a 0-byte status.json: {r.stderr.strip()[-200:]}"]
+    shown = json.loads(r.stdout)
+    return [] if shown["state"] == "UNKNOWN" and "not valid JSON" in shown["reason"] else [f"runner status showed {shown}"]
+
+
+def _relaunch_log_check(env: dict, home: Path, job_id: str, seen: dict) -> list[str]:
+    shown = _cli(env, "logs", job_id).stdout
+    return [] if shown == "working\nresumed at 41\n" else [f"runner logs printed {shown!r}, not each attempt once"]
 
 
 def cases(meta=None) -> list[Case]:
     mb100 = 100 * 1000 * 1000
+    marker = Path(f"/tmp/runner-fault-{secrets.token_hex(4)}")
+    evil = "runner/data/evil/" + "../" * 16 + marker.relative_to("/").as_posix()
+    race, emptied = {}, {}
+    resume = ('if [ -f "$RUNNER_CHECKPOINT_DIR/step" ]; then echo "resumed at $(cat "$RUNNER_CHECKPOINT_DIR/step")"; exit 0; fi; '
+              'echo 41 > "$RUNNER_CHECKPOINT_DIR/step"; echo working; sleep 600')
     return [
         Case("job exits non-zero", {"command": "echo hi; exit 3"}, "FAILED", 3, "exited with code 3"),
         Case("job killed by a signal", {"command": "echo hi; kill -KILL $$"}, "FAILED", 137, "killed by signal 9 (SIGKILL)"),
         Case("job hangs past max runtime", {"command": "echo hi; sleep 600", "max_runtime": "3s"}, "TIMED_OUT", 124, "max runtime"),
         Case("job prints 100 MB of log", {"command": f"yes 'a line of log output' | head -c {mb100}"}, "SUCCEEDED", 0, ""),
-        Case("output upload fails twice, then works", {"command": "echo hi > out.txt", "outputs": ["out.txt"]},
+        Case("output upload fails twice, then works", {"command": "echo hi; echo hi > out.txt", "outputs": ["out.txt"]},
              "SUCCEEDED", 0, "", store="s3", env={"FLAKY": "1"}),
         Case("store unreachable at start", {"command": "echo hi"}, "LOST", 71, "never wrote a final status",
              store="s3", logs=False, env={"RUNNER_S3_ENDPOINT": CLOSED_PORT}),
@@ -83,6 +155,19 @@ def cases(meta=None) -> list[Case]:
              {"command": "mkdir -p out && unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs out && "
                          "dd if=/dev/zero of=out/big.bin bs=1M count=8'", "outputs": ["out/"]},
              "FAILED", 1, "exited with code 1"),
+        Case("an input key with '..' in it", {"command": "cat data/ok.txt", "inputs": {"data/": "data/"}},
+             "SUCCEEDED", 0, "", store="s3",
+             before=lambda s3, bucket: [s3.put_object(Bucket=bucket, Key=k, Body=b"x") for k in ("runner/data/ok.txt", evil)],
+             check=_no_escape(marker)),
+        Case("cancel racing the final status", {"command": "echo working; sleep 8"}, "CANCELLED", 130, "",
+             alt=(("SUCCEEDED", 0),), during=lambda env, home: _cancel_near_the_end(env, home, race),
+             seen=race, check=_race_check),
+        Case("a 0-byte status.json mid-run", {"command": "echo working; sleep 15"}, "SUCCEEDED", 0, "",
+             during=lambda env, home: _truncate_status(env, home, emptied), seen=emptied, check=_unknown_check),
+        Case("a relaunch's log", {"command": resume, "spot": True, "retries": 1}, "SUCCEEDED", 0, "", poweroffs=2,
+             env={"RUNNER_SANDBOX_INTERRUPTION": "aws", "RUNNER_SANDBOX_METADATA_URL": meta.url if meta else ""},
+             during=(lambda env, home: _interrupt_when_started(env, home, meta, times=1)) if meta else None,
+             check=_relaunch_log_check),
     ]
 
 
@@ -100,8 +185,11 @@ def run(case: Case, home: Path, s3_endpoint: str | None = None) -> Seen:
         env.setdefault("RUNNER_S3_ENDPOINT", s3_endpoint)
         if "RUNNER_S3_ENDPOINT" in case.env:
             env["RUNNER_S3_ENDPOINT"] = case.env["RUNNER_S3_ENDPOINT"]
-        boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=bucket)
+        if case.before:
+            case.before(s3, bucket)
     if case.env.get("FLAKY"):
         shim = home / "shim"
         shim.mkdir(parents=True)
@@ -132,34 +220,36 @@ def run(case: Case, home: Path, s3_endpoint: str | None = None) -> Seen:
         s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"runner/jobs/{job_id}/").get("Contents", [])}
-        seen.logs = f"runner/jobs/{job_id}/logs/job.log" in keys
+        seen.logs = any(k.startswith(f"runner/jobs/{job_id}/logs/1/job.log.") for k in keys)
         if case.env.get("FLAKY") and f"runner/jobs/{job_id}/outputs/out.txt" not in keys:
             seen.problems.append("output not uploaded after the retries")
     else:
-        log = home / "store" / "jobs" / job_id / "logs" / "job.log"
-        seen.logs = log.exists()
-        if "100 MB" in case.fault and (not log.exists() or log.stat().st_size != 100 * 1000 * 1000):
-            seen.problems.append(f"log in the store is {log.stat().st_size if log.exists() else 0} bytes, not 100 MB")
+        parts = list((home / "store" / "jobs" / job_id / "logs").glob("*/job.log.*"))
+        seen.logs = bool(parts)
+        size = sum(p.stat().st_size for p in parts)
+        if "100 MB" in case.fault and size != 100 * 1000 * 1000:
+            seen.problems.append(f"log in the store is {size} bytes in {len(parts)} parts, not 100 MB")
         if case.state == "PREEMPTED":
             ckpt = home / "store" / "jobs" / job_id / "checkpoint" / "state"
             if not ckpt.exists() or ckpt.read_text() != "step-41\n":
                 seen.problems.append("checkpoint not saved to the store")
+    if case.check:
+        seen.problems += case.check(env, home, job_id, {**case.seen, "state": seen.state})
     return seen
 
 
 def verdict(case: Case, seen: Seen) -> list[str]:
     """Everything that differs from what must happen ([] when the fault was handled)."""
     problems = list(seen.problems)
-    if seen.state != case.state:
-        problems.append(f"state {seen.state}, expected {case.state}")
-    if seen.exit != case.exit:
-        problems.append(f"exit {seen.exit}, expected {case.exit}")
+    right = {(case.state, case.exit), *case.alt}
+    if (seen.state, seen.exit) not in right:
+        problems.append(f"state {seen.state}, exit {seen.exit}; expected " + " or ".join(f"{s}, exit {e}" for s, e in sorted(right)))
     if case.reason not in seen.reason:
         problems.append(f"reason {seen.reason!r} lacks {case.reason!r}")
     if seen.logs != case.logs:
         problems.append("job log missing from the store" if case.logs else "log unexpectedly in the store")
-    if seen.poweroffs != 1:
-        problems.append(f"{seen.poweroffs} power-offs, expected exactly 1")
+    if seen.poweroffs != case.poweroffs:
+        problems.append(f"{seen.poweroffs} power-offs, expected exactly {case.poweroffs}")
     return problems
 
 
@@ -185,7 +275,9 @@ def main() -> int:
         meta.close()
         problems = verdict(case, seen)
         failed += bool(problems)
-        expected = f"{case.state}, exit {case.exit}, logs {'kept' if case.logs else 'unreachable'}, {POWER_ONCE}"
+        states = " or ".join([f"{case.state}, exit {case.exit}", *(f"{st}, exit {e}" for st, e in case.alt)])
+        once = POWER_ONCE if case.poweroffs == 1 else f"power-off once per VM ({case.poweroffs})"
+        expected = f"{states}, logs {'kept' if case.logs else 'unreachable'}, {once}"
         observed = f"{seen.state}, exit {seen.exit}, logs {'kept' if seen.logs else 'absent'}, {seen.poweroffs} power-off"
         reason = f" ({seen.reason[:50]})" if seen.reason else ""
         print(f"| {case.fault} | {expected} | {observed}{reason} | {seen.seconds:.1f} | {'yes' if not problems else 'NO: ' + '; '.join(problems)} |")
