@@ -87,9 +87,11 @@ def test_sandbox_job_on_a_gcs_store(gcs, google, make_job, monkeypatch, tmp_path
     assert get(prefix + "outputs/all rows.csv") == b"1\n2\n3\nsingle\n"
     assert [get(f"else where/charts/{k}") for k in ("c.txt", "sub/d.txt", ".hidden")] == [b"c\n", b"d\n", b"h\n"]
     assert json.loads(get(prefix + "status.json"))["state"] == "SUCCEEDED"
-    assert get(prefix + "logs/job.log") == b"working\n"
+    parts = sorted(o.name for o in client.list_blobs(bucket, prefix=prefix + "logs/1/job.log."))  # attempt 1's numbered parts
+    assert parts and b"".join(get(k) for k in parts) == b"working\n"
     assert f"Bearer {TOKEN}" in GcsHandler.auth  # gsutil authenticated as the VM's service account
-    assert "restored the checkpoint" not in get(prefix + "logs/startup.log").decode()  # an empty prefix is not a fetch
+    startup = b"".join(get(o.name) for o in sorted(client.list_blobs(bucket, prefix=prefix + "logs/1/startup.log."), key=lambda o: o.name))
+    assert startup and b"restored the checkpoint" not in startup  # an empty prefix is not a fetch
     assert run_cli("logs", job_id, env=env).stdout == "working\n"
     out = tmp_path / "out"
     r = run_cli("outputs", job_id, str(out), env=env)
