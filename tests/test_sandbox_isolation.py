@@ -23,6 +23,15 @@ LEAKS = {"GITHUB_TOKEN": "ghp_fake0launcher0token", "AWS_SECRET_ACCESS_KEY": "la
          "AWS_ACCESS_KEY_ID": "AKIALAUNCHER", "SOME_PASSWORD": "hunter2-launcher"}
 
 
+@pytest.fixture(autouse=True)
+def no_sandbox_left(runner_home):
+    """Whatever a test leaves running (a failed assertion before its cleanup) is stopped after it."""
+    yield
+    sb = SandboxProvider()
+    for inst in sb.find({"runner-job": "*"}):
+        sb.terminate(inst)
+
+
 def launch(job: Path, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
     r = run_cli("launch", str(job), "--cloud", "sandbox", "--json", *args, env=env)
     return r.returncode, (json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}), r.stderr
