@@ -47,6 +47,7 @@ SCRIPT_TOOLS = {
     "s5cmd cp (download)": ["HeadObject", "GetObject", "ListObjectsV2"],
     "s5cmd cp (upload)": ["PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload"],
     "s5cmd ls": ["ListObjectsV2"],
+    "s5cmd run": ["HeadObject", "GetObject"],  # the pull's plan file: one `cp` download per kept key
     "s5cmd cat": ["GetObject"],
     "aws ssm get-parameter": ["GetParameter"],
 }
