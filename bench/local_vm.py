@@ -75,7 +75,7 @@ def runner_boot(home: Path) -> dict:
 
 def main() -> None:
     header("local VM: startup script overhead beside a bare boot (same image, same run)")
-    print(f"{machine()}; load {loadavg()}; accel {os.environ.get('RUNNER_LOCAL_ACCEL', 'tcg')}")
+    print(f"{machine()}; load {loadavg()}; accel {os.environ.get('RUNNER_LOCAL_ACCEL', 'auto')}")
     from runner.images import images_dir
 
     os.environ["RUNNER_IMAGES"] = str(images_dir())  # the baked image stays where `make image` put it
