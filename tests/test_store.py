@@ -82,7 +82,7 @@ def test_sandbox_job_on_an_s3_store(s3, make_job, monkeypatch, tmp_path):
     assert get(prefix + "outputs/all rows.csv") == b"1\n2\n3\nsingle\n"
     assert get("elsewhere/charts/c.txt") == b"c\n"
     assert json.loads(get(prefix + "status.json"))["state"] == "SUCCEEDED"
-    assert get(prefix + "logs/job.log") == b"working\n"
+    assert get(prefix + "logs/1/job.log.000000") == b"working\n"  # one part: the whole short log
     assert run_cli("logs", job_id).stdout == "working\n"
     out = tmp_path / "out"
     r = run_cli("outputs", job_id, str(out))
