@@ -86,3 +86,24 @@ def s3(s3_server, monkeypatch):
     client = boto3.client("s3")
     client.create_bucket(Bucket=bucket)
     return client, bucket
+
+
+@pytest.fixture
+def victim():
+    """A process that no job owns: a forged record names it; it must survive."""
+    from runner.providers import proc
+
+    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    yield {"pid": p.pid, "start": proc.start_time(p.pid)}
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """An operator's key outside the store, mode 0600."""
+    path = tmp_path / "operator" / ".ssh" / "id_ed25519"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PRIVATE KEY")
+    path.chmod(0o600)
+    return path

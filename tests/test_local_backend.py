@@ -18,15 +18,6 @@ JOB = "vm-20260101T000000Z-abcdef"
 
 
 @pytest.fixture
-def victim():
-    """A process that no job owns: a forged instance.json names it; it must survive."""
-    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    yield {"pid": p.pid, "start": proc.start_time(p.pid)}
-    p.kill()
-    p.wait()
-
-
-@pytest.fixture
 def recorded_vm(runner_home, tmp_path):
     """A stand-in for a VM's supervisor, recorded as the local backend records the VMs it starts."""
     d = runner_home / "local" / JOB

@@ -20,16 +20,6 @@ def store(runner_home):
     return FileStore(f"file://{runner_home}/store")
 
 
-@pytest.fixture
-def secret(tmp_path):
-    """An operator's key outside the store, mode 0600."""
-    path = tmp_path / "root" / ".ssh" / "id_ed25519"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"PRIVATE KEY")
-    path.chmod(0o600)
-    return path
-
-
 def record(store, outputs: dict, job_id: str = JOB) -> None:
     jobs.write_json(store, job_id, "job.json", {"job_id": job_id, "cloud": "sandbox", "outputs": outputs})
     jobs.write_status(store, job_id, jobs.Status(jobs.SUCCEEDED, exit_code=0))

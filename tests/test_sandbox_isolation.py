@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -128,15 +127,6 @@ def test_cancel_saves_the_log_and_ends_every_process(make_job, runner_home):
     finally:
         for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def victim():
-    """A process that no job owns: a forged record names it; it must survive."""
-    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    yield {"pid": p.pid, "start": proc.start_time(p.pid)}
-    p.kill()
-    p.wait()
 
 
 def forge(job_dir: Path, data: dict, inst_id: str) -> None:

@@ -13,16 +13,6 @@ pytest_plugins = ["test_gcp_fakes"]  # its fixtures: gcs, gcs_server
 
 
 @pytest.fixture
-def secret(tmp_path):
-    """An operator's file outside the store, readable only by its owner."""
-    path = tmp_path / "home" / ".ssh" / "id_ed25519"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"PRIVATE KEY")
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
 def fstore(tmp_path):
     return FileStore(f"file://{tmp_path}/store")
 
