@@ -28,14 +28,14 @@ lint: install  ## ruff, shellcheck, packer validate/fmt
 	shellcheck .ci/run bench/*.sh
 	bash images/check.sh
 
-image: host  ## bake the image: CLOUD=local (default, offline qcow2), aws (AMI) or gcp
-	bash images/build.sh $(CLOUD)
+image: host  ## bake the image: CLOUD=local (default, offline qcow2; skipped when its recipe is unchanged, FORCE=1 rebuilds), aws (AMI) or gcp
+	PYTHON=$(PYTHON) FORCE=$(FORCE) bash images/build.sh $(CLOUD)
 
 check-images: host  ## packer validate + fmt -check of every template, shellcheck of the scripts
 	bash images/check.sh
 
-demo: host install  ## the taxi job on synthetic data in a real local VM (bakes the image first if missing)
-	@$(PYTHON) -c "from runner import images; images.local_image(None)" 2>/dev/null || $(MAKE) image CLOUD=local
+demo: host install  ## the taxi job on synthetic data in a real local VM (bakes the image first if its recipe changed)
+	@$(MAKE) --no-print-directory image CLOUD=local
 	$(PYTHON) jobs/taxi/make_data.py "$${RUNNER_HOME:-$$HOME/.runner}/store/data/nyc-taxi" --rows 200000
 	$(PYTHON) -m runner launch jobs/taxi --cloud local --follow
 

@@ -5,7 +5,8 @@
 #   local  offline qcow2 for the local QEMU backend (images/local/build.sh)
 #   aws    amazon-ebs.runner: an AMI in $AWS_REGION (default us-east-1); needs AWS credentials
 #   gcp    googlecompute.runner: an image in family "runner" of $GCP_PROJECT; needs gcloud auth
-# The cloud builds start a VM in that cloud and install from the network. Env: PACKER, RUNNER_HOME.
+# The cloud builds start a VM in that cloud and install from the network.
+# Env: PACKER, RUNNER_HOME, RUNNER_IMAGES, PYTHON, FORCE=1 (local: build even when the recipe is unchanged).
 set -euo pipefail
 IMAGES=$(cd "$(dirname "$0")" && pwd)
 CLOUD=${CLOUD:-}
@@ -14,8 +15,19 @@ PACKER=${PACKER:-packer}
 MANIFEST=${RUNNER_IMAGES:-${RUNNER_HOME:-$HOME/.runner}/images}/manifest.json
 export CHECKPOINT_DISABLE=1
 
+# The local image is built once per recipe: the digest of images/ (runner/images.py) is stamped after a
+# successful build, a build with the same digest is skipped (FORCE=1 builds anyway), and older images are pruned.
+local_image() {
+  local images=(env "PYTHONPATH=$(dirname "$IMAGES")${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m runner.images)
+  local digest
+  digest=$("${images[@]}" digest "$IMAGES")
+  if [ "${FORCE:-0}" != 1 ] && "${images[@]}" check "$digest"; then return 0; fi
+  "$IMAGES/local/build.sh" "$@"
+  "${images[@]}" built "$digest"
+}
+
 case $CLOUD in
-  local) exec "$IMAGES/local/build.sh" "$@" ;;
+  local) local_image "$@"; exit ;;
   aws) ONLY=amazon-ebs.runner; VARS=(-var "aws_region=${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}") ;;
   gcp)
     ONLY=googlecompute.runner

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config
-from runner.errors import NotFoundError
+from runner.errors import NotFoundError, RunnerError
+
+# Files under images/ that do not shape the local image: docs, CI checks, the boot test, the dispatcher
+NOT_RECIPE = frozenset({"README.md", "check.sh", "build.sh", "local/smoke-test.sh"})
 
 
 def images_dir() -> Path:
@@ -82,3 +87,144 @@ def local_image(explicit: str | None) -> LocalImage:
         if not boot_file.is_file():
             raise NotFoundError(f"{boot_file} is missing (the image boots its kernel directly): rebuild with `make image`")
     return image
+
+
+def recipe_digest(recipe: Path) -> str:
+    """sha256 over the names and bytes of the files under `recipe` (images/) that shape the local image."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in recipe.rglob("*") if p.is_file()):
+        rel = f.relative_to(recipe).as_posix()
+        *dirs, name = Path(rel).parts
+        if rel in NOT_RECIPE or name.startswith(".") or any(_not_recipe_dir(d) for d in dirs):
+            continue
+        h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _not_recipe_dir(name: str) -> bool:
+    """Hidden folders, caches and what a build leaves under images/ (work/, output*/)."""
+    return name.startswith((".", "output")) or name in ("work", "__pycache__")
+
+
+def stamp_path() -> Path:
+    """Where the digest of the recipe the newest local image was built from is kept."""
+    return images_dir() / "local" / "recipe.sha256"
+
+
+def up_to_date(digest: str) -> LocalImage | None:
+    """The newest local image when it was built from recipe `digest`, else None."""
+    try:
+        if stamp_path().read_text().strip() != digest:
+            return None
+        return local_image(None)
+    except (OSError, NotFoundError):
+        return None
+
+
+def _image_files(disk: Path) -> list[Path]:
+    """The qcow2 of a local build and the kernel and initrd published beside it."""
+    stem = disk.name.removesuffix(".qcow2")
+    return [disk, disk.with_name(f"{stem}.vmlinuz"), disk.with_name(f"{stem}.initrd.img")]
+
+
+def _backing_file(qcow2: Path) -> str:
+    """The backing file a qcow2 header names, or ''."""
+    try:
+        with open(qcow2, "rb") as f:
+            head = f.read(20)
+            if len(head) < 20 or head[:4] != b"QFI\xfb":
+                return ""
+            offset, size = int.from_bytes(head[8:16], "big"), int.from_bytes(head[16:20], "big")
+            if not offset or not 0 < size <= 4096:
+                return ""
+            f.seek(offset)
+            return f.read(size).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _drive_files(arg: str) -> list[str]:
+    """The file= paths of one QEMU option value (commas in a path are doubled)."""
+    found = []
+    for field in arg.replace(",,", "\0").split(","):
+        if field.startswith("file="):
+            found.append(field[5:].replace("\0", ","))
+    return found
+
+
+def in_use(proc: Path = Path("/proc")) -> set[Path]:
+    """Files a running process names on its command line, and the backing files of the qcow2 disks it names."""
+    used: set[Path] = set()
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for arg in args:
+            for name in [arg, *_drive_files(arg)]:
+                if name.startswith("/"):
+                    used.add(Path(name))
+                    if name.endswith(".qcow2") and (backing := _backing_file(Path(name))):
+                        used.add((Path(name).parent / backing) if not backing.startswith("/") else Path(backing))
+    return used
+
+
+def prune(keep: int = 1, proc: Path = Path("/proc")) -> list[Path]:
+    """Delete local images but the newest `keep` and any a running VM uses; their manifest entries go too."""
+    local = images_dir() / "local"
+    disks = sorted(local.glob("runner-*.qcow2"), key=lambda p: p.name, reverse=True)  # runner-<UTC timestamp>
+    used = {p.resolve() for p in in_use(proc) if p.exists()}
+    gone = []
+    for disk in disks[keep:]:
+        files = _image_files(disk)
+        if any(f.resolve() in used for f in files if f.exists()):
+            continue
+        for f in files:
+            f.unlink(missing_ok=True)
+        gone.append(disk)
+    if gone:
+        _drop_from_manifest({str(d) for d in gone})
+    return gone
+
+
+def _drop_from_manifest(disks: set[str]) -> None:
+    path = manifest_path()
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    builds = manifest.get("builds", [])
+    manifest["builds"] = [b for b in builds if not (b.get("builder_type") == "qemu" and b.get("artifact_id") in disks)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    """images/build.sh's steps: `digest RECIPE`, `check DIGEST` (exit 0: up to date), `built DIGEST` (stamp, prune)."""
+    if len(argv) != 2 or argv[0] not in ("digest", "check", "built"):
+        raise RunnerError(f"usage: python3 -m runner.images digest IMAGES_DIR | check DIGEST | built DIGEST (got {argv})")
+    command, value = argv
+    if command == "digest":
+        print(recipe_digest(Path(value)))
+        return 0
+    if command == "check":
+        image = up_to_date(value)
+        if image is None:
+            return 1
+        print(f"image up to date (recipe {value[:12]}): {image.disk}")
+        return 0
+    local_image(None)  # the build published an image: fail loudly if it cannot be found
+    stamp_path().write_text(value + "\n")
+    for disk in prune():
+        print(f"pruned the older image {disk}")
+    print(f"recipe {value[:12]} stamped in {stamp_path()}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except RunnerError as e:
+        print(f"runner.images: {e}", file=sys.stderr)
+        sys.exit(2)
