@@ -267,6 +267,22 @@ def outputs(job_id, dest):
 
 
 @main.command()
+@click.argument("job_id")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="The page to write (default: JOB_ID.html).")
+def report(job_id, out):
+    """Write one self-contained HTML page of a job: summary, timeline, cost, each log's tail, commands for more.
+
+    \b
+    Example (the page loads nothing: open it from disk, or keep it as a CI artifact):
+      runner report JOB_ID -o report.html
+    """
+    from runner import jobs
+    from runner import report as job_report
+
+    click.echo(job_report.write(_store(), jobs.check_job_id(job_id), out or Path(f"{job_id}.html")))
+
+
+@main.command()
 @click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend to check (default: $RUNNER_CLOUD or config).")
 def doctor(cloud):
     """Check the setup for a cloud (credentials, store, image, network); launches nothing."""

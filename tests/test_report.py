@@ -1,0 +1,200 @@
+"""`runner report`: one self-contained HTML page of a job, checked as built and as a real Chromium renders it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+from fake_metadata import FakeMetadata
+
+from runner import jobs, report
+from runner.store import open_store
+
+EVIL = "<script>alert(1)</script>"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+)
+
+
+def chromium(page: Path, tmp_path: Path, *args: str) -> str:
+    """Open `page` from disk in a headless Chromium with a fresh profile; its stdout."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium is not installed: `apt-get install -y chromium` (or `make host`) and run again")
+    profile = tmp_path / f"profile-{time.monotonic_ns()}"
+    profile.mkdir()
+    r = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def rendered_text(dom: str) -> str:
+    """The text a reader sees in a dumped DOM: tags dropped, entities decoded."""
+    import html
+
+    body = re.sub(r"<(style|svg)\b.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def urls_fetched(page: str) -> list[str]:
+    """Every src/href/url(...) in the page that could make a browser fetch something over the network."""
+    refs = re.findall(r"""(?:src|href|xlink:href|action|srcset|poster|data)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.I)
+    refs += re.findall(r"url\(\s*['\"]?([^'\")]+)", page, flags=re.I) + re.findall(r"@import\s+['\"]?([^'\";]+)", page)
+    return [r for r in refs if re.match(r"(?:https?:)?//", r.strip(), flags=re.I)]
+
+
+def screenshot(page: Path, tmp_path: Path) -> Path:
+    """A 1200x1600 PNG of the page as Chromium draws it, under the test's tmp dir."""
+    shot = tmp_path / f"{page.stem}.png"
+    chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    return shot
+
+
+def launch_sandbox(job_dir: Path, env: dict | None = None, during=None) -> dict:
+    """`runner launch JOB --cloud sandbox --wait --json` in a fresh process; its JSON."""
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "launch", str(job_dir), "--cloud", "sandbox", "--wait", "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    if during:
+        during()
+    out, err = proc.communicate(timeout=180)
+    assert out.strip(), err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def write_report(job_id: str, out: Path) -> str:
+    r = run_cli("report", job_id, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    return out.read_text()
+
+
+def test_a_finished_job_s_report_in_chromium(make_job, runner_home, tmp_path):
+    d = make_job({"name": "reported", "command": f"seq -f 'line-%03g' 0 119; echo '{EVIL}'; echo 'a & b \"q\"'"})
+    result = launch_sandbox(d)
+    assert result["state"] == "SUCCEEDED", result
+    job_id = result["job_id"]
+    page_path = tmp_path / "report.html"
+    page = write_report(job_id, page_path)
+
+    assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # a log line is text, never markup
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "<img" not in page.lower()
+    assert urls_fetched(page) == []
+    assert "<svg" in page and "Content-Security-Policy" in page
+
+    dom = chromium(page_path, tmp_path, "--dump-dom")
+    assert "<script" not in dom.lower()  # the browser saw no script element either
+    text = rendered_text(dom)
+    for want in (job_id, "SUCCEEDED", "sandbox", EVIL, 'a & b "q"', "line-119", "line-080",
+                 f"runner logs {job_id} --all", f"runner outputs {job_id} ./outputs", f"runner status {job_id}"):
+        assert want in text, want
+    assert "line-000" not in text  # only the tail of the log: the last lines
+    assert "startup.log" in text and "attempt 1" in text
+    assert "shard" not in text.lower() and "node" not in text.lower()
+
+    screenshot(page_path, tmp_path)
+
+
+def test_a_preempted_then_relaunched_job_shows_both_attempts(make_job, runner_home, tmp_path):
+    meta = FakeMetadata()
+    command = ('if [ -f "$RUNNER_CHECKPOINT_DIR/step" ]; then echo "resumed at $(cat "$RUNNER_CHECKPOINT_DIR/step")"; exit 0; fi; '
+               'echo 41 > "$RUNNER_CHECKPOINT_DIR/step"; echo working; sleep 600')
+    d = make_job({"name": "resumed", "command": command, "spot": True, "retries": 1})
+
+    def interrupt_when_working():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("working" in p.read_text() for p in runner_home.glob("store/jobs/*/logs/1/job.log.*")):
+            time.sleep(0.2)
+        meta.interrupt(times=1)
+
+    try:
+        result = launch_sandbox(d, {"RUNNER_SANDBOX_INTERRUPTION": "aws", "RUNNER_SANDBOX_METADATA_URL": meta.url}, interrupt_when_working)
+    finally:
+        meta.close()
+    assert result["state"] == "SUCCEEDED", result
+    page_path = tmp_path / "report.html"
+    page = write_report(result["job_id"], page_path)
+    assert urls_fetched(page) == []
+    text = rendered_text(chromium(page_path, tmp_path, "--dump-dom"))
+    assert "attempts 2" in " ".join(text.split()).lower()
+    assert "job.log, attempt 1" in text and "job.log, attempt 2" in text
+    assert text.index("working") < text.index("resumed at 41")
+    svg = re.search(r"<svg\b.*?</svg>", page, flags=re.S)[0]
+    assert "attempt 1" in svg and "attempt 2" in svg and "PREEMPTED" in svg
+    screenshot(page_path, tmp_path)
+
+
+class CountingStore:
+    """A store that records every key read, to show which log parts a report touches."""
+
+    def __init__(self, store):
+        self.store, self.read = store, []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def get_bytes(self, key, offset=0, length=None):
+        self.read.append(key)
+        return self.store.get_bytes(key, offset, length)
+
+
+def _seed(store, job_id: str, status: dict, parts: dict[str, list[bytes]], created: str = "2026-11-01T10:00:00Z") -> None:
+    jobs.write_json(store, job_id, "job.json", {"job_id": job_id, "cloud": "aws", "instance_type": "c6i.large", "spot": True,
+                                                "created_at": created, "usd_per_hour": 3.6})
+    store.put_bytes(jobs.job_key(job_id, "status.json"), json.dumps(status).encode())
+    for rel, chunks in parts.items():
+        for seq, chunk in enumerate(chunks):
+            store.put_bytes(jobs.job_key(job_id, "logs", f"{rel}.{seq:06d}"), chunk)
+
+
+def test_only_the_last_parts_of_a_log_are_read(runner_home):
+    store = open_store(f"file://{runner_home}/store")
+    job_id = "big-20261101T100000Z-abcdef"
+    many = [b"".join(b"part %d line %d\n" % (p, i) for i in range(40)) for p in range(10)]
+    _seed(store, job_id, {"state": "FAILED", "exit_code": 3, "reason": "exited with code 3",
+                          "started_at": "2026-11-01T10:01:00Z", "ended_at": "2026-11-01T10:11:00Z"}, {"1/job.log": many})
+    counting = CountingStore(store)
+    tail = report.log_tail(counting, job_id, "job.log", 1)
+    assert tail.lines[-1] == "part 9 line 39" and len(tail.lines) == report.TAIL_LINES and tail.more
+    assert {k.rsplit(".", 1)[1] for k in counting.read} == {"000008", "000009"}
+
+
+def test_a_record_s_values_are_text_in_the_page(runner_home):
+    store = open_store(f"file://{runner_home}/store")
+    job_id = "evil-20261101T100000Z-abcdef"
+    _seed(store, job_id, {"state": "FAILED", "exit_code": 1, "reason": f"{EVIL}\x1b[31m", "phase": "<b>x</b>",
+                          "started_at": "2026-11-01T10:01:00Z", "ended_at": "2026-11-01T10:11:00Z"},
+          {"1/startup.log": [b"\xff\xfe bad bytes " + EVIL.encode() + b"\n"]})
+    page = report.html(report.gather(store, job_id))
+    assert EVIL not in page and "<b>x</b>" not in page and "\x1b" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # the reason and the startup log line
+    assert "0.6000" in page  # ten minutes at 3.6 USD/h, as `runner status` counts it
+    assert urls_fetched(page) == []
+
+
+def test_the_timeline_spans_creation_to_end_with_each_attempt():
+    bars = report.timeline("2026-11-01T10:00:00Z", "2026-11-01T10:04:00Z", "2026-11-01T10:10:00Z", "SUCCEEDED",
+                           attempts=[1, 2], phase=None, now="2026-11-01T11:00:00Z")
+    by = {(b.row, b.label): b for b in bars}
+    assert by[("phase", "provisioning")].start == 0 and by[("phase", "provisioning")].end == 240
+    assert by[("phase", "running")].end == 600 and by[("phase", "running")].state == "SUCCEEDED"
+    assert by[("attempt", "attempt 1")].state == "PREEMPTED" and by[("attempt", "attempt 2")].end == 600
+    live = report.timeline("2026-11-01T10:00:00Z", "2026-11-01T10:04:00Z", None, "RUNNING", attempts=[1],
+                           phase="uploading", now="2026-11-01T10:05:00Z")
+    assert [(b.label, b.end) for b in live if b.row == "phase"] == [("provisioning", 240), ("uploading", 300)]
+
+
+def test_an_unknown_job_is_a_clear_error(runner_home, tmp_path):
+    r = run_cli("report", "nope-20261101T100000Z-abcdef", "-o", str(tmp_path / "r.html"))
+    assert r.returncode != 0 and "no job 'nope-20261101T100000Z-abcdef'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r.html").exists()
