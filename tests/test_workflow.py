@@ -290,3 +290,37 @@ def test_docs_show_the_gitlab_equivalent():
     assert job["id_tokens"]["AWS_ID_TOKEN"]["aud"] == "sts.amazonaws.com"
     script = "\n".join(job.get("before_script", []) + job["script"])
     assert "aws sts assume-role-with-web-identity" in script and "runner launch" in script and "--wait" in script
+
+
+def summarize(tmp_path, result: str, env: dict | None = None) -> tuple[str, str]:
+    """Run the summary script on a launch result; its summary and its GITHUB_OUTPUT."""
+    (tmp_path / "result.json").write_text(result)
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    summary.write_text("")
+    output.write_text("")
+    p = subprocess.run(["python", str(ROOT / ".github/scripts/job_summary.py"), str(tmp_path / "result.json")], capture_output=True, text=True,
+                       env={**os.environ, **(env or {}), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return summary.read_text(), output.read_text()
+
+
+def test_what_a_vm_wrote_is_shown_as_text_never_as_markdown_or_html(workspace, tmp_path, runner_home):
+    p = subprocess.run(["runner", "launch", "jobs/ok", "--cloud", "sandbox", "--wait", "--json"], cwd=workspace,
+                       capture_output=True, text=True, timeout=120)
+    job_id = json.loads(p.stdout)["job_id"]
+    status = runner_home / "store" / "jobs" / job_id / "status.json"
+    hostile = "<img src=x onerror=alert(1)> [click](https://evil.example) `x` | **bold**\n# heading"
+    status.write_text(json.dumps({"state": "FAILED", "exit_code": 1, "reason": hostile, "started_at": "2026-01-01T00:00:00Z",
+                                  "ended_at": "2026-01-01T01:02:03Z", "updated_at": "2026-01-01T01:02:03Z"}))
+    summary, output = summarize(tmp_path, p.stdout)
+    assert output == f"job_id={job_id}\n"
+    (reason,) = [ln for ln in summary.splitlines() if ln.startswith("| **reason**")]
+    assert reason == "| **reason** | `<img src=x onerror=alert(1)> [click](https://evil.example) 'x'   **bold** # heading` |"
+    assert "| **duration** | 1h 02m 03s |" in summary and "\n# heading" not in summary
+
+
+@pytest.mark.parametrize("result", ["", "runner: launch failed: no capacity\n", '{"job_id": "../../other-20260101T000000Z-abcdef"}'])
+def test_a_launch_that_reported_no_job_says_so_and_names_none(tmp_path, result):
+    summary, output = summarize(tmp_path, result)
+    assert "runner launch reported no job" in summary and "runner status" in summary
+    assert output == "" and "other" not in summary
