@@ -3,9 +3,9 @@ PYTHON ?= python3
 CLOUD ?= local
 export CHECKPOINT_DISABLE := 1
 
-# What the local image build and the local VM need on a Debian 12 host.
+# What the local image build and the local VM need on a Debian 12 host (and chromium, which renders `runner report` in its test).
 HOST_PACKAGES := make packer qemu-system-x86 qemu-utils cloud-image-utils mmdebstrap e2fsprogs \
-	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates gcc
+	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates gcc chromium
 
 .PHONY: help host install test lint demo bench image check-images faults prices
 

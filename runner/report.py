@@ -24,6 +24,7 @@ RANGE = 1 << 20  # a part is read in ranges of this many bytes, only its end kep
 LINE_CHARS = 400  # a longer line is cut
 MAX_ATTEMPTS = 10  # the latest attempts shown (attempt numbers come from the store)
 LOG_NAMES = ("job.log", "startup.log")
+CLOCK_RE = re.compile(r"(?P<h>[01][0-9]|2[0-3]):(?P<m>[0-5][0-9]):(?P<s>[0-5][0-9]) runner: ")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 COLORS = {
     "provisioning": "#9db9e0", jobs.PENDING: "#9db9e0", jobs.PROVISIONING: "#9db9e0", jobs.RUNNING: "#3b7dd8",
@@ -73,28 +74,46 @@ class Bar:
     estimated: bool = False  # its ends are not recorded in the store
 
 
+def _boundaries(ends: dict[int, float], earlier: list[int], t0: float, limit: float) -> list[float] | None:
+    """Each earlier attempt's end (s from t0) when every one is known and they come in order before `limit`."""
+    found, prev = [], 0.0
+    for n in earlier:
+        at = ends.get(n)
+        if at is None or not prev <= at - t0 <= limit:
+            return None
+        prev = at - t0
+        found.append(prev)
+    return found
+
+
 def timeline(created: str | None, started: str | None, ended: str | None, state: str, attempts: list[int],
-             phase: str | None, now: str) -> list[Bar]:
-    """The phases (provisioning, then running or the recorded phase) and the attempts, from status timestamps."""
+             phase: str | None, now: str, attempt_ends: dict[int, float] | None = None) -> list[Bar]:
+    """The attempts, and the last attempt's phases (provisioning, then running or the recorded phase), on one time axis.
+
+    status.json times the last attempt only; an earlier attempt ends where `attempt_ends` (epoch seconds, from
+    its startup log's clock) says, else the time before the last attempt is split evenly and marked estimated.
+    """
     t_now = _epoch(now) or 0.0
     t_start = _epoch(started)
     t_end = _epoch(ended) or (t_now if state not in jobs.FINAL else max(filter(None, (t_start, _epoch(created), t_now))))
     t0 = min(filter(None, (_epoch(created), t_start, t_end)))
     end = t_end - t0
     final = state in jobs.FINAL
-    bars = []
-    if t_start is not None:
-        bars.append(Bar("phase", "provisioning", 0.0, t_start - t0, "provisioning"))
-        bars.append(Bar("phase", phase if phase and not final else "running", t_start - t0, end, state))
-    else:
-        bars.append(Bar("phase", phase or ("provisioning" if not final else state.lower()), 0.0, end, state))
     numbers = attempts or [1]
-    split = t_start - t0 if t_start is not None and len(numbers) > 1 and t_start > t0 else end * (len(numbers) - 1) / len(numbers)
     earlier = numbers[:-1]
-    for i, n in enumerate(earlier):
-        step = split / len(earlier)
-        bars.append(Bar("attempt", f"attempt {n}", i * step, (i + 1) * step, jobs.PREEMPTED, estimated=True))
-    bars.append(Bar("attempt", f"attempt {numbers[-1]}", split if earlier else 0.0, end, state))
+    limit = t_start - t0 if t_start is not None and t_start > t0 else end * len(earlier) / len(numbers)
+    known = _boundaries(attempt_ends or {}, earlier, t0, limit)
+    cuts = known or [limit * (i + 1) / len(earlier) for i in range(len(earlier))]
+    bars, begin = [], 0.0
+    for n, cut in zip(earlier, cuts, strict=True):
+        bars.append(Bar("attempt", f"attempt {n}", begin, cut, jobs.PREEMPTED, estimated=known is None))
+        begin = cut
+    bars.append(Bar("attempt", f"attempt {numbers[-1]}", begin, end, state))
+    if t_start is not None:
+        bars.append(Bar("phase", "provisioning", begin, max(begin, t_start - t0), "provisioning"))
+        bars.append(Bar("phase", phase if phase and not final else "running", max(begin, t_start - t0), end, state))
+    else:
+        bars.append(Bar("phase", phase or ("provisioning" if not final else state.lower()), begin, end, state))
     return bars
 
 
@@ -105,7 +124,7 @@ def _tick_step(total: float) -> int:
 def svg_geometry(bars: list[Bar]) -> dict:
     """Where each bar and axis tick goes in the SVG (pure: the template only draws it)."""
     total = max([b.end for b in bars] + [1.0])
-    rows = list(dict.fromkeys(b.row for b in bars))
+    rows = [r for r in ("phase", "attempt") if any(b.row == r for b in bars)]
     scale = PLOT / total
     shapes = []
     for b in bars:
@@ -173,6 +192,16 @@ def log_tail(store: Store, job_id: str, name: str, attempt: int, found: logs.Ind
     return Tail(name, attempt, [clean(line.rsplit("\r", 1)[-1]) for line in lines[-TAIL_LINES:]], more)
 
 
+def log_clock(tail: Tail, after: float | None) -> float | None:
+    """When a startup log's last line was written (its `HH:MM:SS runner:` stamp, the first such time after `after`)."""
+    m = next((CLOCK_RE.match(line) for line in reversed(tail.lines) if CLOCK_RE.match(line)), None)
+    if m is None or after is None:
+        return None
+    day = int(after) - int(after) % 86400
+    at = day + int(m["h"]) * 3600 + int(m["m"]) * 60 + int(m["s"])
+    return at if at >= after else at + 86400
+
+
 def _record(store: Store, job_id: str, name: str) -> dict:
     try:
         return jobs.read_json(store, job_id, name)
@@ -189,7 +218,7 @@ def gather(store: Store, job_id: str, now: str | None = None) -> dict:
     attempts = sorted({a for ix in indexes.values() for a in ix.attempts})
     if isinstance(inst.get("attempt"), int) and not isinstance(inst.get("attempt"), bool) and 0 < inst["attempt"] < 10000:
         attempts = sorted({*attempts, inst["attempt"]})
-    shown = attempts[-MAX_ATTEMPTS:]
+    shown = attempts[-MAX_ATTEMPTS:] or [1]
     now = now or jobs.utcnow()
     created = job.get("created_at") if isinstance(job.get("created_at"), str) and jobs.TS_RE.match(job["created_at"]) else None
     state, final = row["state"], row["state"] in jobs.FINAL
@@ -206,14 +235,16 @@ def gather(store: Store, job_id: str, now: str | None = None) -> dict:
         ("Ran for" + (" (last attempt)" if len(attempts) > 1 else ""), duration(ran) + ("" if final or ran is None else " so far")),
         ("Price", "unknown" if row["usd_per_hour"] is None else f"{row['usd_per_hour']:.4f} USD/h"),
         ("Cost", "unknown" if cost is None else f"{cost:.4f} USD {'in total' if final else 'so far'}"
-                 + (": the last attempt's run (earlier attempts' times are not in the store)" if len(attempts) > 1 else "")),
+                 + (": the last attempt's run, as `runner status` counts it" if len(attempts) > 1 else "")),
     ]
-    bars = timeline(created, row["started_at"], row["ended_at"], state, shown, phase, now)
     tails = [log_tail(store, job_id, name, a, indexes[name]) for a in shown for name in LOG_NAMES]
+    ends = {t.attempt: log_clock(t, _epoch(created)) for t in tails if t.name == "startup.log" and t.attempt != shown[-1]}
+    bars = timeline(created, row["started_at"], row["ended_at"], state, shown, phase, now, {a: e for a, e in ends.items() if e})
     return {
         "job_id": job_id, "state": state, "color": COLORS.get(state, COLORS[jobs.UNKNOWN]), "now": now,
         "summary": [(k, v) for k, v in summary if v != ""], "svg": svg_geometry(bars),
-        "estimated": any(b.estimated for b in bars), "hidden_attempts": len(attempts) - len(shown),
+        "estimated": any(b.estimated for b in bars), "clocked": len(shown) > 1 and not any(b.estimated for b in bars),
+        "hidden_attempts": len(attempts) - len(shown),
         "tails": tails, "multi": len(shown) > 1, "tail_lines": TAIL_LINES,
         "commands": [("every log, every attempt", f"runner logs {job_id} --all"),
                      ("the outputs", f"runner outputs {job_id} ./outputs"), ("the status, checked with the VM", f"runner status {job_id}")],

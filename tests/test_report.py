@@ -131,6 +131,7 @@ def test_a_preempted_then_relaunched_job_shows_both_attempts(make_job, runner_ho
     assert text.index("working") < text.index("resumed at 41")
     svg = re.search(r"<svg\b.*?</svg>", page, flags=re.S)[0]
     assert "attempt 1" in svg and "attempt 2" in svg and "PREEMPTED" in svg
+    assert "times estimated" not in svg  # attempt 1 ends where its startup log's clock says
     screenshot(page_path, tmp_path)
 
 
@@ -182,16 +183,44 @@ def test_a_record_s_values_are_text_in_the_page(runner_home):
     assert urls_fetched(page) == []
 
 
+def test_a_running_job_s_page_says_what_it_has_cost_so_far(runner_home):
+    store = open_store(f"file://{runner_home}/store")
+    job_id = "live-20261101T100000Z-abcdef"
+    _seed(store, job_id, {"state": "RUNNING", "phase": "uploading", "started_at": "2026-11-01T10:01:00Z"}, {})
+    data = report.gather(store, job_id, now="2026-11-01T10:11:00Z")
+    summary = dict(data["summary"])
+    assert summary["Phase"] == "uploading" and summary["Ran for"] == "10m 0s so far" and summary["Cost"].endswith("USD so far")
+    assert sorted(b["title"].split(":")[0] for b in data["svg"]["bars"]) == ["attempt 1", "provisioning", "uploading"]
+    page = report.html(data)
+    assert "no job.log for attempt 1 in the store" in page and "Ended" not in page
+
+
 def test_the_timeline_spans_creation_to_end_with_each_attempt():
-    bars = report.timeline("2026-11-01T10:00:00Z", "2026-11-01T10:04:00Z", "2026-11-01T10:10:00Z", "SUCCEEDED",
-                           attempts=[1, 2], phase=None, now="2026-11-01T11:00:00Z")
+    created, started, ended = "2026-11-01T10:00:00Z", "2026-11-01T10:04:00Z", "2026-11-01T10:10:00Z"
+    one = report.timeline(created, started, ended, "SUCCEEDED", attempts=[1], phase=None, now="2026-11-01T11:00:00Z")
+    assert [(b.row, b.label, b.start, b.end, b.state) for b in one] == [
+        ("attempt", "attempt 1", 0, 600, "SUCCEEDED"), ("phase", "provisioning", 0, 240, "provisioning"),
+        ("phase", "running", 240, 600, "SUCCEEDED")]
+    at_3m = report._epoch("2026-11-01T10:03:00Z")
+    bars = report.timeline(created, started, ended, "SUCCEEDED", attempts=[1, 2], phase=None, now="2026-11-01T11:00:00Z",
+                           attempt_ends={1: at_3m})
     by = {(b.row, b.label): b for b in bars}
-    assert by[("phase", "provisioning")].start == 0 and by[("phase", "provisioning")].end == 240
-    assert by[("phase", "running")].end == 600 and by[("phase", "running")].state == "SUCCEEDED"
-    assert by[("attempt", "attempt 1")].state == "PREEMPTED" and by[("attempt", "attempt 2")].end == 600
+    assert (by[("attempt", "attempt 1")].end, by[("attempt", "attempt 1")].state, by[("attempt", "attempt 1")].estimated) == (180, "PREEMPTED", False)
+    assert (by[("attempt", "attempt 2")].start, by[("attempt", "attempt 2")].end) == (180, 600)
+    assert (by[("phase", "provisioning")].start, by[("phase", "provisioning")].end) == (180, 240)  # the last attempt's phases
+    guessed = report.timeline(created, started, ended, "SUCCEEDED", attempts=[1, 2, 3], phase=None, now="2026-11-01T11:00:00Z",
+                              attempt_ends={1: at_3m + 3600})  # a clock past the last start is not believed
+    assert [(b.end, b.estimated) for b in guessed if b.row == "attempt"] == [(120, True), (240, True), (600, False)]
     live = report.timeline("2026-11-01T10:00:00Z", "2026-11-01T10:04:00Z", None, "RUNNING", attempts=[1],
                            phase="uploading", now="2026-11-01T10:05:00Z")
     assert [(b.label, b.end) for b in live if b.row == "phase"] == [("provisioning", 240), ("uploading", 300)]
+
+
+def test_a_startup_log_s_clock_is_read_from_its_last_stamped_line():
+    tail = report.Tail("startup.log", 1, ["23:59:58 runner: running: x", "00:00:07 runner: job PREEMPTED", "not stamped"])
+    created = report._epoch("2026-11-01T23:59:50Z")
+    assert report.log_clock(tail, created) == report._epoch("2026-11-02T00:00:07Z")  # past midnight: the next day
+    assert report.log_clock(report.Tail("startup.log", 1, ["99:00:00 runner: x", "<b>"]), created) is None
 
 
 def test_an_unknown_job_is_a_clear_error(runner_home, tmp_path):
