@@ -2,11 +2,13 @@
 
 The marker tells the startup script, when the VM's shutdown ends it, that its end is a cancel (not a
 failure). CANCELLED is a conditional write: a final status the VM wrote meanwhile stays, and cancel says so.
+With wait=False (an interrupted CLI) a backend on this host returns once its VM is told to stop.
 """
 
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import socket
 from dataclasses import dataclass, field
@@ -41,7 +43,15 @@ def _provider_and_vms(store, job_id: str, result: Result):
     return provider, provider.find({"runner-job": job_id})
 
 
-def cancel(store, job_id: str) -> Result:
+def _terminate(provider, vm, wait: bool) -> None:
+    """provider.terminate, told not to wait for the VM to be gone when it can be (a cloud returns at once anyway)."""
+    if not wait and "wait" in inspect.signature(provider.terminate).parameters:
+        provider.terminate(vm, wait=False)
+    else:
+        provider.terminate(vm)
+
+
+def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Result:
     """Cancel the job: marker, VM, status; a job that already ended is left as it is."""
     st = jobs.read_status(store, job_id)
     if st.final:
@@ -52,11 +62,11 @@ def cancel(store, job_id: str) -> Result:
     provider, vms = _provider_and_vms(store, job_id, result)
     for vm in vms:
         try:
-            provider.terminate(vm)
+            _terminate(provider, vm, wait)
         except NotOwnedError as e:
             result.lines.append(f"{job_id}: {e}")
     last = jobs.read_status(store, job_id)
-    wanted = jobs.Status(jobs.CANCELLED, exit_code=last.exit_code, reason=REASON, started_at=last.started_at, ended_at=jobs.utcnow())
+    wanted = jobs.Status(jobs.CANCELLED, exit_code=last.exit_code, reason=reason, started_at=last.started_at, ended_at=jobs.utcnow())
     now = jobs.write_status(store, job_id, wanted)
     result.state = now.state
     if now.state == jobs.CANCELLED:

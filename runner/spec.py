@@ -75,6 +75,7 @@ class JobSpec(BaseModel):
     retry_on_demand: bool = Field(False, description="make the last relaunch on-demand")
     image: str | None = None
     cloud: Literal["sandbox", "local", "aws", "gcp"] | None = None
+    cancel_on_interrupt: bool | None = Field(None, description="cancel the job when a runner waiting on it is interrupted (default: on in CI)")
 
     @field_validator("name")
     @classmethod

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,8 +68,11 @@ def _wait_gone(data: dict, seconds: float) -> bool:
     return not alive(data)
 
 
-def stop(data: dict, grace: float, polite: list[int] | None = None) -> None:
-    """SIGTERM the process group (or only the pids in `polite`), then SIGKILL the group after `grace` seconds."""
+def stop(data: dict, grace: float, polite: list[int] | None = None, wait: bool = True) -> None:
+    """SIGTERM the process group (or only the pids in `polite`), then SIGKILL the group after `grace` seconds.
+
+    With wait=False it returns once the SIGTERM is sent; a detached reaper sends the SIGKILL (see `reap_later`).
+    """
     if not alive(data):
         return
     try:
@@ -78,6 +82,9 @@ def stop(data: dict, grace: float, polite: list[int] | None = None) -> None:
             os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+    if not wait:
+        reap_later(data, grace)
+        return
     if _wait_gone(data, grace):
         return
     try:
@@ -85,6 +92,20 @@ def stop(data: dict, grace: float, polite: list[int] | None = None) -> None:
     except ProcessLookupError:
         return
     _wait_gone(data, 5.0)
+
+
+REAPER = "import json, sys; from runner.providers import proc; proc.stop(json.loads(sys.argv[1]), float(sys.argv[2]), polite=[])"
+
+
+def reap_later(data: dict, grace: float) -> None:
+    """A process of its own session that SIGKILLs the group `grace` seconds from now, unless it is gone first.
+
+    It outlives the caller (an interrupted CLI exits at once); it checks the recorded start time, as `alive` does.
+    """
+    root = str(Path(__file__).resolve().parents[2])  # where `runner` is imported from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    subprocess.Popen([sys.executable, "-c", REAPER, json.dumps(data), str(grace)], cwd="/", env=env,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def record_dir(root: Path, job_id: str) -> Path | None:

@@ -111,14 +111,15 @@ class SandboxProvider:
             return InstanceState(alive=False, reason=str(e))
         return InstanceState(alive=proc.alive(data))
 
-    def terminate(self, inst: Instance) -> None:
+    def terminate(self, inst: Instance, wait: bool = True) -> None:
         """SIGTERM the sandbox's init (the script's trap saves logs and status), SIGKILL all of it after 15 s.
 
         Acts only on the sandbox this host started for inst.job_id (its own record, not the store's).
+        With wait=False it returns once the init is told; a detached reaper sends the SIGKILL, as a cloud would.
         """
         data = proc.owned(self.root, inst, "sandbox")
         if proc.alive(data):
-            proc.stop(data, grace=15.0, polite=proc.children(int(data["pid"])))
+            proc.stop(data, grace=15.0, polite=proc.children(int(data["pid"])), wait=wait)
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
         found = []
