@@ -7,11 +7,13 @@ Jobs live in folders with a job.yaml. Records, logs and outputs live in the stor
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from runner import interrupts
 from runner.errors import NotFoundError, RunnerError
 
 
@@ -87,7 +89,9 @@ def main():
 @click.option("--follow", "-f", is_flag=True, help="Print the job's log as it runs (implies --wait).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would start; create nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (job_id, state, ...).")
-def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
+@click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
+              help="On Ctrl-C or SIGTERM while waiting, cancel the job (default: job.yaml's cancel_on_interrupt, else on when $CI or $GITHUB_ACTIONS is true).")
+def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, cloud, env, **flags):
     """Start JOB_DIR's job on a new VM.
 
     \b
@@ -117,6 +121,18 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
     from runner.logs import Follower
 
     follower = Follower(p.store, p.job_id, sys.stdout.buffer) if follow and not as_json else None  # one for every attempt
+    cancel = interrupts.should_cancel(cancel_on_interrupt, p.spec.cancel_on_interrupt, os.environ)
+    with interrupts.guard(p.store, p.job_id, cancel, as_json):
+        status = _wait_through_preemptions(p, follower)
+    _report(p.job_id, status, as_json)
+    sys.exit(watch.exit_code(status))
+
+
+def _wait_through_preemptions(p, follower):
+    """Wait for the job to end, relaunching it after a preemption as many times as its retries allow."""
+    from runner import launch as launcher
+    from runner import watch
+
     status = watch.wait(p.store, p.job_id, follower=follower)
     for attempt in range(2, p.spec.retries + 2):
         if status.state != "PREEMPTED":
@@ -125,8 +141,7 @@ def launch(job_dir, wait, follow, dry_run, as_json, cloud, env, **flags):
         click.echo(f"{p.job_id}: preempted; relaunching (attempt {attempt} of {p.spec.retries + 1})", err=True)
         launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
         status = watch.wait(p.store, p.job_id, follower=follower)
-    _report(p.job_id, status, as_json)
-    sys.exit(watch.exit_code(status))
+    return status
 
 
 def _report(job_id, status, as_json):
@@ -155,7 +170,9 @@ def render(job_dir, cloud, env, **flags):
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the job ends.")
 @click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
-def logs(job_id, follow, show_all):
+@click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
+              help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: its cancel_on_interrupt, else on in CI).")
+def logs(job_id, follow, show_all, cancel_on_interrupt):
     """Print a job's log, every attempt in order, while it runs and after its VM is gone."""
     from runner import jobs, watch
     from runner import logs as joblogs
@@ -164,7 +181,12 @@ def logs(job_id, follow, show_all):
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
     out = sys.stdout.buffer
     if follow:
-        watch.wait(store, job_id, follow=True, out=out)
+        try:
+            setting = interrupts.setting_of(jobs.read_json(store, job_id, "job.json"))
+        except RunnerError:
+            setting = None
+        with interrupts.guard(store, job_id, interrupts.should_cancel(cancel_on_interrupt, setting, os.environ)):
+            watch.wait(store, job_id, follow=True, out=out)
     else:
         joblogs.show(store, job_id, "job.log", out, _note, console=not show_all)
     if show_all:
