@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from runner import config, cost, jobs
+from runner import config, cost, input_check, jobs
 from runner import pack as packing
 from runner.errors import RunnerError, SpecError
 from runner.providers import PROVIDERS, get_provider
@@ -102,6 +102,7 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
 def launch(p: Plan) -> Instance:
     """Record the job, ship its code, start its VM; a failed start is recorded as FAILED."""
     store, job_id = p.store, p.job_id
+    input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)  # a missing input in a file:// store: nothing is created
     with packing.packed(p.job_dir) as code:  # a temporary file, uploaded as it is: never whole in memory
         if code.skipped:
             sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(code.skipped)}\n")

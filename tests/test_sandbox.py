@@ -86,7 +86,9 @@ def test_failing_job_exits_with_its_code_and_keeps_its_log(runner_home, make_job
 
 
 def test_missing_input_fails_clearly_and_still_powers_off(runner_home, make_job):
-    d = make_job({"name": "noinput", "command": "cat data/x.csv", "inputs": {"data/missing/x.csv": "data/x.csv"}})
+    # a full URI: the launcher checks only store-relative inputs, so the VM's own fetch meets the gap
+    missing = f"file://{store_dir(runner_home)}/data/missing/x.csv"
+    d = make_job({"name": "noinput", "command": "cat data/x.csv", "inputs": {missing: "data/x.csv"}})
     rc, obj, _ = launch(str(d), "--wait")
     assert rc == 70
     assert obj["state"] == "FAILED" and obj["exit_code"] is None
