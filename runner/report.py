@@ -7,6 +7,7 @@ template escapes every value, and control characters are replaced before they ge
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -118,7 +119,8 @@ def timeline(created: str | None, started: str | None, ended: str | None, state:
 
 
 def _tick_step(total: float) -> int:
-    return next((s for s in TICK_STEPS if total / s <= 8), TICK_STEPS[-1])
+    """A round step that puts at most 8 ticks on the axis, however long the span (its ends come from the store)."""
+    return next((s for s in TICK_STEPS if total / s <= 8), math.ceil(total / 8))
 
 
 def svg_geometry(bars: list[Bar]) -> dict:
@@ -213,7 +215,7 @@ def gather(store: Store, job_id: str, now: str | None = None) -> dict:
     """Everything the page shows, read from the store (and the VM's state, as `runner status` reads it)."""
     row = status_table.row(store, job_id, detail=True)
     job, inst, raw = _record(store, job_id, "job.json"), _record(store, job_id, "instance.json"), _record(store, job_id, "status.json")
-    phase = clean(raw.get("phase"), 40) or None if isinstance(raw.get("phase"), str) else None
+    phase = clean(raw["phase"], 40) if isinstance(raw.get("phase"), str) and raw["phase"] else None
     indexes = {name: logs.index(store, job_id, name) for name in LOG_NAMES}
     attempts = sorted({a for ix in indexes.values() for a in ix.attempts})
     if isinstance(inst.get("attempt"), int) and not isinstance(inst.get("attempt"), bool) and 0 < inst["attempt"] < 10000:

@@ -216,6 +216,13 @@ def test_the_timeline_spans_creation_to_end_with_each_attempt():
     assert [(b.label, b.end) for b in live if b.row == "phase"] == [("provisioning", 240), ("uploading", 300)]
 
 
+def test_a_span_of_years_keeps_the_axis_to_a_few_ticks():
+    bars = report.timeline("2001-01-01T00:00:00Z", None, "2026-01-01T00:00:00Z", "LOST", attempts=[1], phase=None,
+                           now="2026-11-01T00:00:00Z")
+    geometry = report.svg_geometry(bars)
+    assert 2 <= len(geometry["ticks"]) <= 9 and geometry["bars"][0]["w"] == report.PLOT
+
+
 def test_a_startup_log_s_clock_is_read_from_its_last_stamped_line():
     tail = report.Tail("startup.log", 1, ["23:59:58 runner: running: x", "00:00:07 runner: job PREEMPTED", "not stamped"])
     created = report._epoch("2026-11-01T23:59:50Z")
