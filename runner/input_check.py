@@ -57,10 +57,10 @@ def check(spec: JobSpec, store: str, job_dir: Path, cloud: str) -> None:
     target = shlex.quote(str(path).rstrip("/"))
     maker = job_dir / DATA_MAKER
     if maker.is_file():
-        how = f"make it with: python3 {shlex.quote(_shown(maker))} {target}"
+        how = f"Make it with: python3 {shlex.quote(_shown(maker))} {target}"
     else:
-        how = f"copy it there first, e.g. mkdir -p {target} && cp -r YOUR_DATA/. {target}/" if uri.endswith("/") \
-            else f"copy it there first, e.g. mkdir -p {shlex.quote(str(path.parent))} && cp YOUR_FILE {target}"
+        how = f"Copy it there first, e.g. mkdir -p {target} && cp -r YOUR_DATA/. {target}/" if uri.endswith("/") \
+            else f"Copy it there first, e.g. mkdir -p {shlex.quote(str(path.parent))} && cp YOUR_FILE {target}"
     others = "".join(f"; also missing: {u!r}" for u, _ in absent[1:])
     raise NotFoundError(
         f"input {uri!r} is not in the store: {'no file below' if uri.endswith('/') else 'no file'} {path}; "

@@ -16,6 +16,8 @@ the N files. The same seed gives the same files. Real-world quirks are reproduce
     "1.0" in CSV); "mixed" (default) does that for every other file of each format;
   * every other CSV file has the older layout without congestion_surcharge / airport_fee.
 Importable: generate(out_dir, files=..., rows=..., seed=..., fmt=...) -> list[Path].
+`runner launch` names this file, with the store path of the input, when that input is missing:
+a job folder's make_data.py OUT_DIR is how it makes its own example data.
 """
 import argparse
 import random
