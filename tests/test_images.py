@@ -173,3 +173,68 @@ def test_make_image_builds_when_the_recipe_changed_or_forced(image_home, tmp_pat
     r = make_image(env, "FORCE=1")
     assert r.returncode != 0 and "no-packer-here" in r.stderr
     assert "up to date" not in r.stdout
+
+
+def test_the_backing_file_is_read_from_a_real_overlay(image_home, tmp_path):
+    disk = fake_image(image_home, "20260101000000")
+    vm = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", str(disk), "-F", "qcow2", str(vm), "1G"],
+                   check=True)
+    assert images._backing_file(vm) == str(disk)
+    proc = fake_proc(tmp_path / "proc", ["qemu-system-x86_64", "-drive", f"file={vm},if=virtio,format=qcow2"])
+    assert disk in images.in_use(proc)
+
+
+FAKE_BUILD = """#!/bin/bash
+# publishes a fake image the way images/local/build.sh does, and counts its runs
+set -euo pipefail
+echo run >> "$BUILDS"
+n=$(wc -l < "$BUILDS")
+local=$RUNNER_IMAGES/local; name=runner-2026020100000$n
+printf 'QFI\\xfb' > "$local/$name.qcow2"; echo k > "$local/$name.vmlinuz"; echo i > "$local/$name.initrd.img"
+python3 - "$RUNNER_IMAGES/manifest.json" "$local/$name" <<'PY'
+import json, os, sys
+path, stem = sys.argv[1:]
+m = json.load(open(path)) if os.path.exists(path) else {"builds": []}
+m["builds"].append({"builder_type": "qemu", "build_time": len(m["builds"]) + 10, "artifact_id": stem + ".qcow2",
+                    "custom_data": {"kernel": stem + ".vmlinuz", "initrd": stem + ".initrd.img"}})
+json.dump(m, open(path, "w"))
+PY
+"""
+
+
+def test_build_sh_stamps_after_a_build_prunes_and_then_skips(image_home, tmp_path):
+    recipe = tmp_path / "checkout" / "images"
+    shutil.copytree(ROOT / "images", recipe, ignore=shutil.ignore_patterns("work", "output*"))
+    (recipe / "local" / "build.sh").write_text(FAKE_BUILD)
+    old = fake_image(image_home, "20260101000000")
+    builds = tmp_path / "builds.txt"
+    env = {**os.environ, "RUNNER_IMAGES": str(image_home), "BUILDS": str(builds),
+           "PYTHONPATH": str(ROOT)}  # the copy has no runner/ beside it
+
+    def build(**extra) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(recipe / "build.sh"), "local"], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=60)
+
+    r = build()
+    assert r.returncode == 0, r.stderr
+    digest = images.recipe_digest(recipe)
+    assert images.stamp_path().read_text().strip() == digest
+    newest = image_home / "local" / "runner-20260201000001.qcow2"
+    assert f"pruned the older image {old}" in r.stdout and not old.exists()
+    assert images.local_image(None).disk == newest
+
+    r = build()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"image up to date (recipe {digest[:12]}): {newest}"
+    assert builds.read_text().count("run") == 1
+
+    r = build(FORCE="1")
+    assert r.returncode == 0, r.stderr
+    assert builds.read_text().count("run") == 2
+    assert sorted(p.name for p in (image_home / "local").glob("*.qcow2")) == ["runner-20260201000002.qcow2"]
+
+    (recipe / "scripts" / "90-cleanup.sh").write_text("# changed\n")
+    r = build()
+    assert r.returncode == 0 and builds.read_text().count("run") == 3
+    assert images.stamp_path().read_text().strip() == images.recipe_digest(recipe) != digest
