@@ -212,3 +212,40 @@ def test_a_second_signal_during_the_cancel_does_not_abort_the_terminate_call(run
     assert "runner: SIGTERM again: still cancelling (the VM is being told to stop)" in notes
     assert jobs.read_status(store, JOB).state == jobs.CANCELLED
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+
+
+LOCAL_JOB = "vm-20250101T000000Z-abcdef"
+
+
+def test_a_local_vm_that_ignores_its_power_off_is_told_and_left_to_the_reaper(runner_home, tmp_path):
+    """cancel(wait=False) returns once QEMU is told (the guest's 120 s grace runs on); a reaper ends it later."""
+    import threading
+
+    from runner import cancel
+
+    d = runner_home / "local" / LOCAL_JOB
+    d.mkdir(parents=True)
+    stand_in = ["sh", "-c", "trap '' TERM; sleep 300"]  # QEMU whose guest does not power off
+    data = {"dir": str(d), "sockets": str(tmp_path / "no-sockets"), **proc.spawn(stand_in, d, {}, d / "host.log")}
+    (d / "tags.json").write_text(json.dumps({"runner-job": LOCAL_JOB}))
+    (d / "instance.json").write_text(json.dumps(data))
+    store = FileStore(f"file://{runner_home}/store")
+    jobs.write_json(store, LOCAL_JOB, "job.json", {"job_id": LOCAL_JOB, "cloud": "local"})
+    jobs.write_json(store, LOCAL_JOB, "instance.json", Instance("local", f"qemu-{data['pid']}", LOCAL_JOB, data=data).to_json())
+    jobs.write_status(store, LOCAL_JOB, jobs.Status(jobs.RUNNING))
+    try:
+        t = threading.Thread(target=cancel.cancel, args=(store, LOCAL_JOB), kwargs={"wait": False}, daemon=True)
+        t.start()
+        t.join(timeout=WINDOW)
+        assert not t.is_alive(), "cancel waited for the VM's grace"
+        assert jobs.read_status(store, LOCAL_JOB).state == jobs.CANCELLED
+        assert proc.alive(data)  # told, not killed: its grace runs on
+        assert processes_with(f'"pid": {data["pid"]}')  # the reaper that ends it when the grace is over
+    finally:
+        proc.stop(data, grace=0.1)
+
+    def reaper_gone():
+        """the reaper saw the VM go and ended"""
+        return not processes_with(f'"pid": {data["pid"]}')
+
+    wait_for(reaper_gone, 10)

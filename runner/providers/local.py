@@ -134,10 +134,11 @@ class LocalProvider:
             failure = ""
         return InstanceState(alive=False, reason=f"the VM {inst.id} is gone: {failure[-FAILURE_LIMIT:]}" if failure else "")
 
-    def terminate(self, inst: Instance) -> None:
+    def terminate(self, inst: Instance, wait: bool = True) -> None:
         """ACPI power-off (the guest's script saves logs and status), then kill QEMU if it lingers.
 
         Acts only on the VM this host started for inst.job_id (its own record, not the store's).
+        With wait=False it returns once the guest is told; a detached reaper kills QEMU if it lingers.
         """
         data = proc.owned(self.root, inst, "qemu")
         if not proc.alive(data):
@@ -150,7 +151,7 @@ class LocalProvider:
             polite: list[int] | None = []  # the guest powers itself off; QEMU then exits by itself
         except OSError:
             polite = None  # no way to ask the guest: SIGTERM to QEMU
-        proc.stop(data, grace=POWERDOWN_GRACE, polite=polite)
+        proc.stop(data, grace=POWERDOWN_GRACE, polite=polite, wait=wait)
 
     def find(self, tags: Mapping[str, str]) -> list[Instance]:
         found = []
