@@ -72,8 +72,8 @@ def main():
     """runner: run a batch job on one VM from a baked image, gone when the job ends.
 
     \b
-    Quick start (no cloud account):
-      runner launch jobs/taxi --cloud sandbox --wait --follow
+    Example, no cloud account needed (`runner COMMAND --help` shows each command's):
+      runner launch jobs/taxi --cloud sandbox --follow
       runner status
       runner outputs JOB_ID ./out
 
@@ -95,9 +95,18 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, cloud, 
     """Start JOB_DIR's job on a new VM.
 
     \b
+    Examples:
+      runner launch jobs/taxi --cloud sandbox --follow    # on this host, no account
+      runner launch jobs/taxi --cloud aws --dry-run       # what would start, at what price
+      runner launch jobs/taxi --cloud aws --type c6i.32xlarge --spot --retries 2 --wait
+      runner launch jobs/taxi --wait --json > result.json # in CI: one JSON object
+
+    \b
     With --wait (or --follow) the exit code is the job's own; otherwise:
       0 SUCCEEDED, 70 FAILED before the command ran, 71 LOST, 75 PREEMPTED,
       124 TIMED_OUT, 130 CANCELLED, 2 invalid spec or flag, 69 launch failed.
+    Ctrl-C or SIGTERM while waiting exits 130 and leaves the job running (the
+    message names `runner cancel JOB_ID`), unless --cancel-on-interrupt (on in CI).
     """
     from runner import launch as launcher
     from runner import watch
@@ -162,7 +171,12 @@ def _report(job_id, status, as_json):
 @click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
 @spec_options
 def render(job_dir, cloud, env, **flags):
-    """Print the startup script exactly as it would be sent (with a fresh job id)."""
+    """Print the startup script exactly as it would be sent (with a fresh job id).
+
+    \b
+    Example (EC2 takes at most 16 KiB of user-data):
+      runner render jobs/taxi --cloud aws | wc -c
+    """
     click.echo(_plan(job_dir, cloud, env, **flags).request.user_data, nl=False)
 
 
@@ -173,7 +187,13 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: its cancel_on_interrupt, else on in CI).")
 def logs(job_id, follow, show_all, cancel_on_interrupt):
-    """Print a job's log, every attempt in order, while it runs and after its VM is gone."""
+    """Print a job's log, every attempt in order, while it runs and after its VM is gone.
+
+    \b
+    Examples:
+      runner logs JOB_ID --follow    # until the job ends; Ctrl-C stops following, not the job
+      runner logs JOB_ID --all       # with the startup script's log and the VM console
+    """
     from runner import jobs, watch
     from runner import logs as joblogs
 
@@ -204,7 +224,13 @@ def _note(line: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
 def status(job_id, as_json, limit):
-    """Show one job's status, or a table of recent jobs, newest first, with what each has cost."""
+    """Show one job's status, or a table of recent jobs, newest first, with what each has cost.
+
+    \b
+    Examples:
+      runner status
+      runner status JOB_ID --json
+    """
     from runner import jobs, status_table
 
     store = _store()
@@ -224,7 +250,12 @@ def status(job_id, as_json, limit):
 @main.command()
 @click.argument("job_id")
 def cancel(job_id):
-    """Stop a job's VM and mark the job CANCELLED (a job that already ended stays as it is)."""
+    """Stop a job's VM and mark the job CANCELLED (a job that already ended stays as it is).
+
+    \b
+    Example (the id as `runner status` lists it):
+      runner cancel JOB_ID
+    """
     from runner import jobs
     from runner.cancel import cancel as cancel_job
 
@@ -240,8 +271,12 @@ def cancel(job_id):
 def gc(clouds, yes):
     """Find runner's VMs whose job ended, is unknown, or is past its deadline; terminate them with --yes.
 
-    Run it from cron or CI (`runner gc --cloud aws --yes`): nothing bills forever, even when
-    the machine that launched a job died.
+    Run it from cron or CI: nothing bills forever, even when the machine that launched a job died.
+
+    \b
+    Examples:
+      runner gc --cloud aws          # list what would be terminated
+      runner gc --cloud aws --yes    # terminate it
     """
     from runner.gc import find_strays
     from runner.providers import get_provider
@@ -268,6 +303,10 @@ def gc(clouds, yes):
 @click.argument("dest", type=click.Path(path_type=Path))
 def outputs(job_id, dest):
     """Download a job's outputs into DEST.
+
+    \b
+    Example:
+      runner outputs JOB_ID ./outputs
 
     \b
     job.json may have been rewritten by the job's VM, so its outputs are checked first:
@@ -307,7 +346,13 @@ def report(job_id, out):
 @main.command()
 @click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend to check (default: $RUNNER_CLOUD or config).")
 def doctor(cloud):
-    """Check the setup for a cloud (credentials, store, image, network); launches nothing."""
+    """Check the setup for a cloud (credentials, store, image, network); launches nothing.
+
+    \b
+    Examples:
+      runner doctor --cloud aws
+      runner doctor --cloud local
+    """
     from runner import config
     from runner.providers import get_provider
 
