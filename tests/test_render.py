@@ -69,7 +69,7 @@ def test_syntax_is_valid_bash(tmp_path):
 def test_values_are_quoted_and_resolved():
     text = render("taxi", "s3")
     assert "JOB_URI=s3://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef\n" in text
-    assert "retry 3 fetch s3://my-bucket/runner/data/nyc-taxi/ \"$WORK\"/data/" in text
+    assert "pull 1 s3://my-bucket/runner/data/nyc-taxi/ \"$WORK\"/data/" in text
     assert "'s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet'" in text
     assert "push passenger_counts.csv s3://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef/outputs/passenger_counts.csv" in text
     assert "push plots/ 's3://results/taxi plots/'" in text

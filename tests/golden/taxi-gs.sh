@@ -30,6 +30,7 @@ STATE=""
 EXIT_CODE=null
 REASON=""
 STARTED_AT=null
+PHASE=pulling
 JOBPID=""
 PUSHER=""
 WATCHER=""
@@ -41,6 +42,8 @@ json_str() {
   s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\r'/}; s=${s//$'\t'/\\t}
   printf '"%s"' "$s"
 }
+sum() { awk '{s+=$1}END{printf "%.0f\n",s}'; }
+bytes() { find "$@" -type f -printf '%s\n' | sum; }
 
 s3() { s5cmd --retry-count 3 ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
 gs() {
@@ -58,7 +61,7 @@ plan() {
     else $all | map(select(.ok) | .d = ("\($dest)/\(.rel)" | sub("/[^/]*$"; ""))) | group_by(.d)[] | [.[0].d] + map(.k) | join("\t") end'
 }
 fetch() {
-  local src=$1 dest=${2%/} s=${1#file://} p f g
+  local src=$1 dest=${2%/} s=${1#file://} w=${3:-/dev/null} p f g
   case $src in
     file://*/) s=${s%/}
       [ -d "$s" ] && [ ! -L "$s" ] || { say "refusing $src: not a folder (a link?)"; return 1; }
@@ -69,9 +72,9 @@ fetch() {
       mkdir -p "$(dirname "$dest")" && cp -- "$s" "$dest" ;;
     s3://*/|gs://*/) p=$(mktemp "$TMP/plan.XXXXXX") || return 1
       case $src in
-        s3://*) s3 --json ls "$src*" | jq -c 'select(.type == "file") | .key' | plan "$src" "$dest" s3 > "$p" ;;
-        *) gs ls "$src**" | jq -R . | plan "$src" "$dest" gs > "$p" ;;
-      esac
+        s3://*) s3 --json ls "$src*" | jq -c 'select(.type=="file")' > "$p.l"; jq .size "$p.l" | sum > "$w"; jq .key "$p.l" ;;
+        *) gs ls -l "$src**" | grep ' gs:' > "$p.l"; sum < "$p.l" > "$w"; grep -o 'gs:.*' "$p.l" | jq -R . ;;
+      esac | plan "$src" "$dest" "${src%%:*}" > "$p"
       sed -n 's/^# //p' "$p" | while IFS= read -r f; do say "$f"; done
       grep -q '^[^#]' "$p" || { echo "no object below $src" >&2; return 1; }
       mkdir -p "$dest" || return 1
@@ -104,6 +107,10 @@ push() {
     *) echo "unknown URI scheme: $dest" >&2; return 2 ;;
   esac
 }
+pull() {
+  local z=$TMP/pull-$1
+  retry 3 fetch "$2" "$3" "$z.size" > "$z.log" 2>&1 && { [ -s "$z.size" ] || bytes "$3" > "$z.size"; }
+}
 retry() {
   local n=$1 i=1 wait=1; shift
   until "$@"; do
@@ -118,16 +125,15 @@ stored_state() {
 }
 write_status() {
   local ended=null f=$TMP/status.json.new have
-  if [ "$1" != RUNNING ]; then
-    ended=$(json_str "$(now)")
-    have=$(stored_state)
-    if [[ $have =~ ^[A-Z_]+$ && $FINAL == *" $have "* ]]; then
-      say "status.json already says $have: keeping it"; return 0
-    fi
+  [ "$1" = RUNNING ] || ended=$(json_str "$(now)")
+  have=$(stored_state)
+  if [[ $have =~ ^[A-Z_]+$ && $FINAL == *" $have "* ]]; then
+    say "status.json already says $have: keeping it"; return 0
   fi
   rm -f "$f"
-  if printf '{"state": "%s", "exit_code": %s, "reason": %s, "started_at": %s, "ended_at": %s, "updated_at": "%s", "host": %s, "attempt": %s}\n' \
-    "$1" "$EXIT_CODE" "$(json_str "$REASON")" "$STARTED_AT" "$ended" "$(now)" "$(json_str "$(hostname)")" "$ATTEMPT" > "$f" &&
+  if printf '{"state":"%s","exit_code":%s,"reason":%s,"started_at":%s,"ended_at":%s,"updated_at":"%s","host":%s,"attempt":%s,"phase":"%s","bytes_done":%s,"bytes_total":%s}\n' \
+    "$1" "$EXIT_CODE" "$(json_str "$REASON")" "$STARTED_AT" "$ended" "$(now)" "$(json_str "$(hostname)")" "$ATTEMPT" \
+    "$PHASE" "${GOT:-null}" "${WANT:-null}" > "$f" &&
     jq -e .state "$f" > /dev/null 2>&1; then
     retry 3 push "$f" "$JOB_URI/status.json" >> "$LOGS/startup.log" 2>&1 || say "could not write status $1 to the store"
   else
@@ -232,6 +238,7 @@ finish() {
   fi
   say "job $STATE${REASON:+: $REASON}"
   retry 3 ship_logs
+  PHASE="powering off"
   write_status "$STATE"
   ship_logs
   say "powering off"
@@ -253,6 +260,7 @@ on_term() {
   exit 143
 }
 fail() { REASON=$1; exit 1; }
+step() { STEP=$1 PHASE=$2; write_status RUNNING; }
 
 mkdir -p "$WORK" "$LOGS" "$TMP" "$CHECKPOINT" "$SHIP"
 trap finish EXIT
@@ -272,15 +280,16 @@ log_pusher & PUSHER=$!
 STEP=pull
 say "pulling code and 2 input(s)"
 pids=() what=()
-retry 3 fetch "$JOB_URI/code.tar.gz" "$TMP/code.tar.gz" > "$TMP/pull-0.log" 2>&1 & pids+=($!); what+=("code $JOB_URI/code.tar.gz")
-retry 3 fetch gs://my-bucket/runner/data/nyc-taxi/ "$WORK"/data/ > "$TMP/pull-1.log" 2>&1 & pids+=($!); what+=('input gs://my-bucket/runner/data/nyc-taxi/')
-retry 3 fetch 's3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet' "$WORK"/data/jan.parquet > "$TMP/pull-2.log" 2>&1 & pids+=($!); what+=('input s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet')
+pull 0 "$JOB_URI/code.tar.gz" "$TMP/code.tar.gz" & pids+=($!); what+=("code $JOB_URI/code.tar.gz")
+pull 1 gs://my-bucket/runner/data/nyc-taxi/ "$WORK"/data/ & pids+=($!); what+=('input gs://my-bucket/runner/data/nyc-taxi/')
+pull 2 's3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet' "$WORK"/data/jan.parquet & pids+=($!); what+=('input s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet')
 for n in "${!pids[@]}"; do
   if ! wait "${pids[$n]}"; then
     cat "$TMP/pull-$n.log" >> "$LOGS/startup.log"
     fail "could not fetch ${what[$n]}: $(tail -n 1 "$TMP/pull-$n.log")"
   fi
 done
+GOT=$(bytes "$WORK" "$TMP/code.tar.gz") WANT=$(cat "$TMP"/*.size | sum)
 tar -xzf "$TMP/code.tar.gz" -C "$WORK" || fail "could not unpack the job's code"
 if fetch "$JOB_URI/checkpoint/" "$CHECKPOINT" > "$TMP/pull-checkpoint.log" 2>&1; then
   say "restored the checkpoint of an earlier attempt"
@@ -291,7 +300,7 @@ DB_PASSWORD=$(retry 3 secret aws-ssm:/prod/db-password 2>> "$LOGS/startup.log") 
 export DB_PASSWORD
 API_KEY=$(retry 3 secret gcp-sm:projects/p/secrets/api-key 2>> "$LOGS/startup.log") || fail 'could not fetch secret API_KEY from gcp-sm:projects/p/secrets/api-key'
 export API_KEY
-STEP=run
+step run running
 cd "$WORK" || fail "no work dir $WORK"
 export RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
 export NASTY='it'"'"'s "quoted" $(rm -rf /) `id` $HOME \ 
@@ -314,7 +323,7 @@ elif [ "$rc" -ne 0 ]; then
 fi
 say "job command exited with code $rc"
 
-STEP=outputs
+step outputs uploading
 missing=()
 if [ -e passenger_counts.csv ]; then
   retry 3 push passenger_counts.csv gs://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef/outputs/passenger_counts.csv >> "$LOGS/startup.log" 2>&1 || missing+=('upload of passenger_counts.csv to gs://my-bucket/runner/jobs/taxi-20260101T000000Z-abcdef/outputs/passenger_counts.csv')
