@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,14 +42,14 @@ TOKEN = re.compile(r"\s*(\|\||&&|==|!=|!|\(|\)|'(?:[^']|'')*'|[A-Za-z_][\w.-]*)"
 class Expr:
     """Evaluate `${{ ... }}` with GitHub's semantics for ||, &&, ==, !=, !, contexts and the status functions."""
 
-    def __init__(self, text: str, ctx: dict, failed: bool):
+    def __init__(self, text: str, ctx: dict, failed: bool, cancelled: bool = False):
         self.tokens, pos = [], 0
         while pos < len(text.rstrip()):
             m = TOKEN.match(text, pos)
             assert m, f"the test cannot read the expression {text!r} at {text[pos:]!r}"
             self.tokens.append(m.group(1))
             pos = m.end()
-        self.ctx, self.failed, self.i = ctx, failed, 0
+        self.ctx, self.failed, self.cancelled, self.i = ctx, failed, cancelled, 0
 
     def value(self):
         v = self._or()
@@ -99,7 +102,8 @@ class Expr:
         if self._peek() == "(":
             self._take()
             assert self._take() == ")", f"the test knows only functions without arguments, not {tok}(...)"
-            return {"always": True, "success": not self.failed, "failure": self.failed, "cancelled": False}[tok]
+            ok = not (self.failed or self.cancelled)
+            return {"always": True, "success": ok, "failure": self.failed, "cancelled": self.cancelled}[tok]
         head, *path = tok.split(".")
         v = self.ctx[head]  # a context the workflow names must be one the test gives
         for part in path:
@@ -141,8 +145,11 @@ class Run:
     logs: dict = field(default_factory=dict)
 
 
-def run_workflow(workspace: Path, tmp: Path, inputs: dict, variables: dict) -> Run:
-    """Run the job's `run:` steps in order as a GitHub runner would, skipping `uses:` steps and the package install."""
+def run_workflow(workspace: Path, tmp: Path, inputs: dict, variables: dict, cancel: dict | None = None) -> Run:
+    """Run the job's `run:` steps in order as a GitHub runner would, skipping `uses:` steps and the package install.
+
+    `cancel` maps a step id to a function given the step's process while it runs: it cancels the run as GitHub does.
+    """
     wf = load_workflow()
     job = the_job(wf)
     gh = {"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_WORKSPACE": str(workspace), "GITHUB_REPOSITORY": "acme/batch",
@@ -159,12 +166,12 @@ def run_workflow(workspace: Path, tmp: Path, inputs: dict, variables: dict) -> R
     for scope in (wf.get("env", {}), job.get("env", {})):
         ctx["env"] = env
         env.update({k: substitute(v, ctx) for k, v in scope.items()})
-    failed = False
+    failed = cancelled = False
     for n, step in enumerate(job["steps"]):
         name = step.get("id") or step.get("name") or f"step {n}"
         ctx["env"] = {**env, **read_kv_file(files["GITHUB_ENV"])}
         condition = str(step.get("if", "success()")).removeprefix("${{").removesuffix("}}")
-        if "uses" in step or step.get("id") == "install" or not Expr(condition, ctx, failed).value():
+        if "uses" in step or step.get("id") == "install" or not Expr(condition, ctx, failed, cancelled).value():
             run.codes[name] = None  # an action runs on GitHub only; the package is installed here already
             continue
         step_env = {k: substitute(v, ctx, failed) for k, v in step.get("env", {}).items()}
@@ -172,11 +179,19 @@ def run_workflow(workspace: Path, tmp: Path, inputs: dict, variables: dict) -> R
         script.write_text(substitute(step["run"], ctx, failed))
         out_file = tmp / f"github_output-{n}"
         out_file.write_text("")
-        p = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=workspace,
-                           env={**os.environ, **gh, **ctx["env"], **step_env, **{k: str(v) for k, v in files.items()},
-                                "GITHUB_OUTPUT": str(out_file)},
-                           capture_output=True, text=True, timeout=180)
-        run.codes[name], run.logs[name] = p.returncode, p.stdout + p.stderr
+        p = subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=workspace,
+                             env={**os.environ, **gh, **ctx["env"], **step_env, **{k: str(v) for k, v in files.items()},
+                                  "GITHUB_OUTPUT": str(out_file)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        if step.get("id") in (cancel or {}):
+            cancel[step["id"]](p)
+            cancelled = True
+        try:
+            stdout, stderr = p.communicate(timeout=60 if cancelled else 180)  # bounds: a step that outlives them fails the test
+        finally:  # as GitHub ends a step: its whole process tree
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+        run.codes[name], run.logs[name] = p.returncode, stdout + stderr
         outputs = read_kv_file(out_file)
         run.outputs[name] = outputs
         if step.get("id"):
@@ -190,7 +205,8 @@ def workspace(tmp_path):
     """A checkout: the workflow, its scripts, and two jobs (one succeeds with an output, one exits 3)."""
     ws = tmp_path / "workspace"
     shutil.copytree(ROOT / ".github", ws / ".github")
-    for name, command in {"ok": "echo 'counted 42 rides' > counts.txt; echo done", "bad": "echo 'no trips' >&2; exit 3"}.items():
+    jobs = {"ok": "echo 'counted 42 rides' > counts.txt; echo done", "bad": "echo 'no trips' >&2; exit 3", "slow": "sleep 300"}
+    for name, command in jobs.items():
         d = ws / "jobs" / name
         d.mkdir(parents=True)
         (d / "job.yaml").write_text(json.dumps({"name": name, "command": command, "outputs": {"counts.txt": None}}))
@@ -231,6 +247,49 @@ def test_a_job_that_exits_3_makes_the_launch_step_exit_3_and_still_writes_the_su
     assert "the job exited with code 3" in summary
     assert f"runner logs {job_id} --all" in summary
     assert run.codes["outputs"] is not None, "the outputs step runs after a failed job too"
+
+
+def until(what, check, limit: float = 90.0):
+    """Poll `check` until it returns something true; fail naming `what` past `limit` seconds (a bound, not a measure)."""
+    deadline = time.monotonic() + limit
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def test_a_cancelled_run_cancels_the_job_because_the_launch_step_is_runner_itself(workspace, tmp_path, runner_home):
+    """GitHub sends SIGINT to the step's own process only: the job must end CANCELLED and its VM be gone."""
+    from runner import jobs
+    from runner.cancel import cancel as cancel_job
+    from runner.providers import get_provider
+    from runner.store import open_store
+
+    store = open_store(f"file://{runner_home / 'store'}")
+
+    def running_job():
+        ids = jobs.list_jobs(store, 5) if (runner_home / "store" / "jobs").exists() else []
+        return next((j for j in ids if jobs.read_status(store, j).state == jobs.RUNNING), None)
+
+    def interrupt(step):
+        until("the job to run", running_job)
+        step.send_signal(signal.SIGINT)  # what a cancel in GitHub's UI (or timeout-minutes) does first
+
+    gh_tmp = tmp_path / "gh"
+    gh_tmp.mkdir()
+    try:
+        run = run_workflow(workspace, gh_tmp, inputs={"job": "jobs/slow"}, variables={"RUNNER_CLOUD": "sandbox"}, cancel={"launch": interrupt})
+    finally:  # a failure here must not leave the sandbox job running
+        if job := running_job():
+            cancel_job(store, job)
+    assert run.codes["launch"] == 130, run.logs
+    job_id = run.outputs["summary"]["job_id"]
+    assert jobs.read_status(store, job_id).state == jobs.CANCELLED
+    inst, _ = jobs.read_instance(store, job_id)
+    until("the sandbox VM to be gone", lambda: not get_provider("sandbox").state(inst).alive)
+    summary = run.summary.read_text()
+    assert "CANCELLED" in summary and f"runner logs {job_id} --all" in summary
+    assert run.codes["outputs"] is not None  # if: always() runs on a cancelled run too
 
 
 def test_the_backend_comes_from_a_variable_and_defaults_to_aws():
