@@ -91,7 +91,8 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (job_id, state, ...).")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="On Ctrl-C or SIGTERM while waiting, cancel the job (default: job.yaml's cancel_on_interrupt, else on when $CI or $GITHUB_ACTIONS is true).")
-def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, cloud, env, **flags):
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr while waiting (state, phase, elapsed, cost).")
+def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, cloud, env, **flags):
     """Start JOB_DIR's job on a new VM.
 
     \b
@@ -128,28 +129,29 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, cloud, 
             click.echo(f"follow it: runner logs {p.job_id} --follow   result: runner status {p.job_id}", err=True)
         return
     from runner.logs import Follower
+    from runner.progress import Progress
 
     follower = Follower(p.store, p.job_id, sys.stdout.buffer) if follow and not as_json else None  # one for every attempt
     cancel = interrupts.should_cancel(cancel_on_interrupt, p.spec.cancel_on_interrupt, os.environ)
     with interrupts.guard(p.store, p.job_id, cancel, as_json):
-        status = _wait_through_preemptions(p, follower)
+        status = _wait_through_preemptions(p, follower, None if quiet else Progress())
     _report(p.job_id, status, as_json)
     sys.exit(watch.exit_code(status))
 
 
-def _wait_through_preemptions(p, follower):
+def _wait_through_preemptions(p, follower, progress=None):
     """Wait for the job to end, relaunching it after a preemption as many times as its retries allow."""
     from runner import launch as launcher
     from runner import watch
 
-    status = watch.wait(p.store, p.job_id, follower=follower)
+    status = watch.wait(p.store, p.job_id, follower=follower, progress=progress)
     for attempt in range(2, p.spec.retries + 2):
         if status.state != "PREEMPTED":
             break
         last = attempt == p.spec.retries + 1
         click.echo(f"{p.job_id}: preempted; relaunching (attempt {attempt} of {p.spec.retries + 1})", err=True)
         launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
-        status = watch.wait(p.store, p.job_id, follower=follower)
+        status = watch.wait(p.store, p.job_id, follower=follower, progress=progress)
     return status
 
 
@@ -186,7 +188,8 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: its cancel_on_interrupt, else on in CI).")
-def logs(job_id, follow, show_all, cancel_on_interrupt):
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr while waiting (state, phase, elapsed, cost).")
+def logs(job_id, follow, show_all, cancel_on_interrupt, quiet):
     """Print a job's log, every attempt in order, while it runs and after its VM is gone.
 
     \b
@@ -206,7 +209,9 @@ def logs(job_id, follow, show_all, cancel_on_interrupt):
         except RunnerError:
             setting = None
         with interrupts.guard(store, job_id, interrupts.should_cancel(cancel_on_interrupt, setting, os.environ)):
-            watch.wait(store, job_id, follow=True, out=out)
+            from runner.progress import Progress
+
+            watch.wait(store, job_id, follow=True, out=out, progress=None if quiet else Progress())
     else:
         joblogs.show(store, job_id, "job.log", out, _note, console=not show_all)
     if show_all:
