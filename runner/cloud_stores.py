@@ -39,7 +39,7 @@ class S3Store(Store):
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
                 return CHANGED
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"):
-                raise StoreError(f"{what} {self.uri(key)}: access denied ({code}); check the credentials and the bucket policy") from None
+                raise StoreError(f"{what} {self.uri(key)}: access denied ({code}); `runner doctor --cloud aws` checks credentials and permissions") from None
             raise StoreError(f"{what} {self.uri(key)}: {code}: {e}") from None
         except BotoCoreError as e:
             raise StoreError(f"{what} {self.uri(key)}: {e}") from None
@@ -145,7 +145,7 @@ class GCSStore(Store):
         except gexc.PreconditionFailed:
             return CHANGED
         except gexc.Forbidden as e:
-            raise StoreError(f"{self.uri(key)}: permission denied: {e.message}") from None
+            raise StoreError(f"{self.uri(key)}: permission denied: {e.message}; `runner doctor --cloud gcp` checks the setup") from None
         except gexc.GoogleAPIError as e:
             raise StoreError(f"{self.uri(key)}: {e}") from None
         except GoogleAuthError as e:

@@ -76,16 +76,16 @@ def local_image(explicit: str | None) -> LocalImage:
     elif builds:
         disk, data = Path(builds[0]["artifact_id"]), builds[0].get("custom_data", {})
     else:
-        raise NotFoundError(f"no local image in {manifest_path()}: build one with `make image` (CLOUD=local is the default)")
+        raise NotFoundError(f"no local image in {manifest_path()}: build one with `make image CLOUD=local`")
     if not disk.is_file():
-        raise NotFoundError(f"local image {disk} does not exist: build it with `make image`, or pass --image PATH.qcow2")
+        raise NotFoundError(f"local image {disk} does not exist: build it with `make image CLOUD=local`, or pass --image PATH.qcow2")
     image = LocalImage(
         disk, Path(data.get("kernel") or disk.parent / "vmlinuz"), Path(data.get("initrd") or disk.parent / "initrd.img"),
         data.get("kernel_cmdline") or LocalImage.cmdline,
     )
     for boot_file in (image.kernel, image.initrd):
         if not boot_file.is_file():
-            raise NotFoundError(f"{boot_file} is missing (the image boots its kernel directly): rebuild with `make image`")
+            raise NotFoundError(f"{boot_file} is missing (the image boots its kernel directly): rebuild with `make image CLOUD=local FORCE=1`")
     return image
 
 

@@ -57,3 +57,36 @@ def test_a_wrong_example_would_be_caught():
         parses("runner launch jobs/taxi --cloud nowhere")
     with pytest.raises(click.UsageError):
         parses("runner status --no-such-flag")
+
+
+def test_a_missing_local_image_names_the_exact_build_command(runner_home, monkeypatch, tmp_path):
+    from runner import images
+    from runner.errors import NotFoundError
+
+    monkeypatch.setenv("RUNNER_IMAGES", str(tmp_path / "no-images"))
+    with pytest.raises(NotFoundError, match=r"build one with `make image CLOUD=local`"):
+        images.local_image(None)
+    with pytest.raises(NotFoundError, match=r"build it with `make image CLOUD=local`, or pass --image"):
+        images.local_image(str(tmp_path / "gone.qcow2"))
+
+
+def test_a_denied_store_names_the_doctor_command():
+    from botocore.exceptions import ClientError
+
+    from runner.cloud_stores import S3Store
+    from runner.errors import StoreError
+
+    def denied():
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    with pytest.raises(StoreError, match=r"access denied \(AccessDenied\); `runner doctor --cloud aws` checks"):
+        S3Store("s3://bucket/prefix")._call("read", "jobs/x/status.json", denied)
+
+
+def test_an_unreachable_cloud_names_the_doctor_command():
+    from botocore.exceptions import EndpointConnectionError
+
+    from runner.providers.aws_errors import translate
+
+    err = translate(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "EC2 DescribeInstances")
+    assert "`runner doctor --cloud aws`" in str(err)

@@ -60,7 +60,7 @@ def translate(e: Exception, what: str, scope: str = "") -> Exception:
     if isinstance(e, BotoCoreError):
         if {c.__name__ for c in type(e).__mro__} & AUTH_BOTOCORE:
             return AuthError(f"{what}: {e}; {CREDENTIALS_FIX}")
-        return RunnerError(f"{what}: {e} (check the network, and AWS_ENDPOINT_URL if it is set)")
+        return RunnerError(f"{what}: {e} (check the network, and AWS_ENDPOINT_URL if it is set; then `runner doctor --cloud aws`)")
     return e
 
 

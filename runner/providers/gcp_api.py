@@ -21,7 +21,7 @@ def translate(e: Exception, what: str, zone: str = "", region: str = "") -> Exce
     if isinstance(e, gauth.RefreshError):
         return AuthError(f"{what}: the Google credentials were refused ({e}); {CREDENTIALS_FIX}")
     if isinstance(e, (gauth.TransportError, RequestException)):
-        return RunnerError(f"{what}: cannot reach the Google API ({e}); check the network (and RUNNER_GCP_ENDPOINT if set)")
+        return RunnerError(f"{what}: cannot reach the Google API ({e}); check the network (and RUNNER_GCP_ENDPOINT if set), then `runner doctor --cloud gcp`")
     return e
 
 
