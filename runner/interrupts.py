@@ -89,19 +89,31 @@ def on_interrupt(store, job_id: str, signum: int, cancel: bool, as_json: bool, n
             print(json.dumps({"job_id": job_id, "interrupted": name, "cancelled": False, "cancel_with": command}), flush=True)
         return
     from runner.cancel import cancel as cancel_job
+    from runner.errors import RunnerError
 
-    note(f"runner: {name}: cancelling {job_id} (its VM is told to stop first)")
-    with shielded(note, "still cancelling (the VM is being told to stop)"):
-        result = cancel_job(store, job_id, wait=False, reason=f"cancelled: {name} while runner waited on it")
+    note(f"runner: {name}: cancelling {job_id}")
+    try:
+        with shielded(note, "still cancelling (the VM is being told to stop)"):
+            result = cancel_job(store, job_id, wait=False, reason=f"cancelled: {name} while runner waited on it")
+    except RunnerError as e:
+        note(f"runner: could not cancel {job_id}: {e}; it may still be running. Cancel it with: {command}")
+        if as_json:
+            print(json.dumps({"job_id": job_id, "interrupted": name, "cancelled": False, "cancel_with": command}), flush=True)
+        return
     for line in result.lines:
         note(line)
     if as_json:
         print(json.dumps({"job_id": job_id, "interrupted": name, "cancelled": True, "state": result.state}), flush=True)
 
 
+def to_stderr(line: str) -> None:
+    """Print a line on stderr; on a terminal, over whatever live line was there (a progress line)."""
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(clear + line, file=sys.stderr, flush=True)
+
+
 @contextmanager
-def guard(store, job_id: str, cancel: bool, as_json: bool = False,
-          note: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> Iterator[None]:
+def guard(store, job_id: str, cancel: bool, as_json: bool = False, note: Callable[[str], None] = to_stderr) -> Iterator[None]:
     """Wrap a wait on `job_id`: on SIGINT or SIGTERM, handle it as `on_interrupt` says and exit 130."""
     try:
         with raising():

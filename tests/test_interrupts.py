@@ -249,3 +249,30 @@ def test_a_local_vm_that_ignores_its_power_off_is_told_and_left_to_the_reaper(ru
         return not processes_with(f'"pid": {data["pid"]}')
 
     wait_for(reaper_gone, 10)
+
+
+class DeniedProvider(SlowProvider):
+    """A cloud that refuses the terminate call."""
+
+    name = "denied"
+
+    def terminate(self, inst, wait=True):
+        from runner.errors import AuthError
+
+        raise AuthError("EC2 TerminateInstances: UnauthorizedOperation")
+
+
+def test_a_cancel_that_fails_still_exits_130_and_names_the_command(runner_home, monkeypatch):
+    monkeypatch.setitem(providers.PROVIDERS, "denied", "test_interrupts:DeniedProvider")
+    store = FileStore(f"file://{runner_home}/store")
+    jobs.write_json(store, JOB, "job.json", {"job_id": JOB, "cloud": "denied"})
+    jobs.write_json(store, JOB, "instance.json", Instance("denied", "vm-1", JOB).to_json())
+    jobs.write_status(store, JOB, jobs.Status(jobs.RUNNING))
+    notes = []
+    with pytest.raises(SystemExit) as e, interrupts.guard(store, JOB, cancel=True, note=notes.append):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert e.value.code == interrupts.EXIT
+    assert notes[-1] == (f"runner: could not cancel {JOB}: EC2 TerminateInstances: UnauthorizedOperation; "
+                         f"it may still be running. Cancel it with: runner cancel {JOB}")
+    assert jobs.read_status(store, JOB).state == jobs.RUNNING
