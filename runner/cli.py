@@ -187,7 +187,7 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the job ends.")
 @click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
-              help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: its cancel_on_interrupt, else on in CI).")
+              help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: on when $CI or $GITHUB_ACTIONS is true).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr while waiting (state, phase, elapsed, cost).")
 def logs(job_id, follow, show_all, cancel_on_interrupt, quiet):
     """Print a job's log, every attempt in order, while it runs and after its VM is gone.
@@ -204,11 +204,8 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet):
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
     out = sys.stdout.buffer
     if follow:
-        try:
-            setting = interrupts.setting_of(jobs.read_json(store, job_id, "job.json"))
-        except RunnerError:
-            setting = None
-        with interrupts.guard(store, job_id, interrupts.should_cancel(cancel_on_interrupt, setting, os.environ)):
+        # job.yaml's cancel_on_interrupt is the launcher's: a watcher's Ctrl-C cancels only when asked (or in CI)
+        with interrupts.guard(store, job_id, interrupts.should_cancel(cancel_on_interrupt, None, os.environ)):
             from runner.progress import Progress
 
             watch.wait(store, job_id, follow=True, out=out, progress=None if quiet else Progress())

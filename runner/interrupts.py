@@ -31,20 +31,13 @@ def in_ci(environ: Mapping[str, str]) -> bool:
     return any(environ.get(v, "").strip().lower() in ("true", "1") for v in CI_VARIABLES)
 
 
-def should_cancel(flag: bool | None, setting: object, environ: Mapping[str, str]) -> bool:
-    """The --[no-]cancel-on-interrupt flag, else the job's cancel_on_interrupt, else on in CI only."""
+def should_cancel(flag: bool | None, setting: bool | None, environ: Mapping[str, str]) -> bool:
+    """The --[no-]cancel-on-interrupt flag, else job.yaml's cancel_on_interrupt, else on in CI only."""
     if flag is not None:
         return flag
-    if isinstance(setting, bool):  # job.json is read back from the store: anything else is ignored
+    if setting is not None:
         return setting
     return in_ci(environ)
-
-
-def setting_of(record: object) -> bool | None:
-    """cancel_on_interrupt from a job.json record (untrusted): a bool, or None."""
-    spec = record.get("spec") if isinstance(record, dict) else None
-    value = spec.get("cancel_on_interrupt") if isinstance(spec, dict) else None
-    return value if isinstance(value, bool) else None
 
 
 @contextmanager

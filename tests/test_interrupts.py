@@ -165,16 +165,9 @@ def test_sigterm_in_ci_cancels_by_default(make_job, runner_home, tmp_path):
     (True, False, {}, True),  # the flag beats job.yaml
     (None, True, {}, True),  # job.yaml beats the environment
     (None, False, {"GITHUB_ACTIONS": "true"}, False),
-    (None, "yes", {"CI": "true"}, True),  # a non-bool read back from the store is ignored
 ])
 def test_who_decides_to_cancel(flag, setting, env, want):
     assert interrupts.should_cancel(flag, setting, env) is want
-
-
-def test_setting_of_a_job_record_is_a_bool_or_nothing():
-    assert interrupts.setting_of({"spec": {"cancel_on_interrupt": True}}) is True
-    assert interrupts.setting_of({"spec": {"cancel_on_interrupt": "true"}}) is None
-    assert interrupts.setting_of({"spec": []}) is None and interrupts.setting_of("x") is None
 
 
 JOB = "int-20250101T000000Z-abcdef"
