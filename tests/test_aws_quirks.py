@@ -88,13 +88,15 @@ def at(**delta) -> str:
 
 
 @pytest.mark.parametrize("launched_at, alive", [
-    (at(seconds=5), True),  # just started: EC2 does not list it yet
-    (at(minutes=10), False),  # long enough for EC2 to know it: gone
+    ({"seconds": 5}, True),  # just started: EC2 does not list it yet
+    ({"minutes": 10}, False),  # long enough for EC2 to know it: gone
     (None, False),  # a record without a launch time
     ("not a time", False),
-    (at(minutes=-30), False),  # a launch time in the future is not believed
+    ({"minutes": -30}, False),  # a launch time in the future is not believed
 ])
 def test_an_instance_ec2_does_not_list_yet_is_starting_while_young(aws, monkeypatch, launched_at, alive):
+    if isinstance(launched_at, dict):  # relative to when the test runs, not to when it was collected
+        launched_at = at(**launched_at)
     p = AwsProvider()
     stub = stubbed(monkeypatch, p)
     data = {"region": REGION, **({"launched_at": launched_at} if launched_at else {})}
