@@ -297,7 +297,8 @@ def gc(clouds, yes):
     if not found:
         click.echo("nothing to sweep", err=True)
     elif not yes:
-        click.echo(f"{found} VM(s) found; run again with --yes to terminate them", err=True)
+        again = " ".join(["runner gc", *(f"--cloud {c}" for c in clouds), "--yes"])
+        click.echo(f"{found} VM(s) found; terminate them with: {again}", err=True)
 
 
 @main.command()

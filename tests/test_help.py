@@ -90,3 +90,16 @@ def test_an_unreachable_cloud_names_the_doctor_command():
 
     err = translate(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "EC2 DescribeInstances")
     assert "`runner doctor --cloud aws`" in str(err)
+
+
+def test_gc_dry_run_names_the_command_that_terminates(monkeypatch, runner_home):
+    from types import SimpleNamespace
+
+    from runner import gc
+    from runner.providers.base import Instance
+
+    stray = SimpleNamespace(instance=Instance("sandbox", "sandbox-1", "orphan-20250101T000000Z-abcdef"), why="its job ended")
+    monkeypatch.setattr(gc, "find_strays", lambda store, provider: [stray])
+    r = CliRunner().invoke(main, ["gc", "--cloud", "sandbox"])
+    assert r.exit_code == 0 and "1 VM(s) found; terminate them with: runner gc --cloud sandbox --yes" in r.output
+    parses("runner gc --cloud sandbox --yes")
