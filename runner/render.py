@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
@@ -86,3 +87,28 @@ def render_startup(
             "move long env values or commands into a file in the job's folder (it ships through the store)"
         )
     return script
+
+
+def render_items(
+    command: str, parent_id: str, store: str, per_vm: int = 0, fetch: bool = True,
+    reduce_command: str = "", reduce_outputs: Mapping[str, str | None] | None = None,
+) -> str:
+    """The item runner (.runner/items.sh) every shard of a fan-out job runs; `store` is the store as the VM sees it.
+
+    `per_vm` items run at once on each VM (0: one per vCPU); a reduce's outputs default to the parent's outputs/.
+    """
+    if not (isinstance(per_vm, int) and not isinstance(per_vm, bool) and per_vm >= 0):
+        raise SpecError(f"per_vm {per_vm!r} is not a number of items at once: use a whole number, 0 for one per vCPU")
+    if not command.strip():
+        raise SpecError(f"fan-out job {parent_id} has no command to run per item")
+    default = join(job_uri(store, parent_id), "outputs")
+    outputs = [{"path": p, "uri": resolve(u, store) if u else join(default, p)} for p, u in (reduce_outputs or {}).items()]
+    return _env.get_template("items.sh.j2").render(
+        parent_id=parent_id,
+        parent_uri=job_uri(store, parent_id),
+        per_vm=per_vm,
+        fetch=1 if fetch else 0,
+        command=command,
+        reduce_command=reduce_command,
+        outputs=outputs,
+    )
