@@ -56,6 +56,10 @@ def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Resul
     st = jobs.read_status(store, job_id)
     if st.final:
         return Result(st.state, [f"{job_id} already ended: {st.state} (it had already finished); nothing changed"])
+    from runner.fanout import launch as fanout
+
+    if fanout.is_parent(store, job_id):
+        return _cancel_fanout(store, job_id, st, wait, reason)
     marker = {"requested_at": jobs.utcnow(), "by": f"{getpass.getuser()}@{socket.gethostname()}"}
     store.put_bytes(jobs.job_key(job_id, "cancel"), json.dumps(marker).encode())
     result = Result(jobs.CANCELLED)
@@ -73,4 +77,23 @@ def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Resul
         result.lines.append(f"{job_id}: CANCELLED")
     else:
         result.lines.append(f"{job_id} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
+    return result
+
+
+def _cancel_fanout(store, job_id: str, st: jobs.Status, wait: bool, reason: str) -> Result:
+    """A fan-out job: every shard cancelled as a job of its own, then the job itself CANCELLED (conditionally)."""
+    from runner.fanout import ids
+    from runner.fanout.launch import shard_numbers
+
+    result = Result(jobs.CANCELLED)
+    for k in shard_numbers(store, job_id):
+        try:
+            result.lines += cancel(store, ids.shard_id(job_id, k), wait, reason).lines
+        except RunnerError as e:
+            result.lines.append(f"{job_id}: shard {k} could not be cancelled: {e}")
+    wanted = jobs.Status(jobs.CANCELLED, exit_code=130, reason=reason, started_at=st.started_at, ended_at=jobs.utcnow())
+    now = jobs.write_status(store, job_id, wanted)
+    result.state = now.state
+    result.lines.append(f"{job_id}: {now.state}" if now.state == jobs.CANCELLED else
+                        f"{job_id} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
     return result

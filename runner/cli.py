@@ -118,6 +118,9 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, 
         width = max(map(len, summary))
         click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {', '.join(v) if isinstance(v, list) else v}" for k, v in summary.items()))
         return
+    if not isinstance(p, launcher.Plan):  # a fan-out: its shards are ordinary jobs
+        _launch_fanout(p, wait or follow, as_json, cancel_on_interrupt)
+        return
     inst = launcher.launch(p)
     if not as_json:
         click.echo(f"launched {p.job_id} on {p.cloud} ({inst.id}, {p.request.instance_type}{', spot' if p.request.spot else ''})", err=True)
@@ -153,6 +156,48 @@ def _wait_through_preemptions(p, follower, progress=None):
         launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
         status = watch.wait(p.store, p.job_id, follower=follower, progress=progress)
     return status
+
+
+def _launch_fanout(p, wait, as_json, cancel_on_interrupt):
+    """Launch a fan-out job's shards; with `wait`, wait for all of them and exit with the derived code."""
+    from runner import jobs
+    from runner.fanout import launch as fanout
+
+    shards = fanout.launch_fanout(p)
+    started = sum(1 for s in shards if s.vm)
+    if not as_json:
+        click.echo(f"launched {p.job_id} on {p.cloud}: {len(p.items)} items over {started} of {len(shards)} VMs", err=True)
+    if not wait:
+        if as_json:
+            click.echo(json.dumps({"job_id": p.job_id, "state": jobs.PROVISIONING, "cloud": p.cloud, **_shards_json(p.job_id, shards)}))
+        else:
+            click.echo(p.job_id)
+            click.echo(f"result: runner status {p.job_id}   logs: runner logs {p.job_id} --shard K", err=True)
+        return
+    _wait_fanout(p.store, p.job_id, p.spec, as_json, cancel_on_interrupt, shards)
+
+
+def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards):
+    """Wait for a fan-out job, print one line (or one JSON object), exit with its derived code."""
+    from runner import watch
+    from runner.fanout import launch as fanout
+
+    cancel = interrupts.should_cancel(cancel_on_interrupt, spec.cancel_on_interrupt, os.environ)
+    with interrupts.guard(store, job_id, cancel, as_json):
+        status, counts = fanout.wait_fanout(store, job_id, note=_note)
+    if as_json:
+        click.echo(json.dumps({"job_id": job_id, **status.__dict__, "items": counts.to_json(), **_shards_json(job_id, shards)}))
+    else:
+        color = "green" if status.state == "SUCCEEDED" else "red"
+        c = counts
+        click.secho(f"{job_id}: {status.state} (exit {watch.exit_code(status)}): {c.done} of {c.total} items done, "
+                    f"{c.failed} failed, {c.missing} missing" + (f"; {status.reason}" if status.reason else ""), fg=color, err=True)
+    sys.exit(watch.exit_code(status))
+
+
+def _shards_json(job_id, shards):
+    return {"shards": [{"shard": s.k, "job_id": s.job_id, "items": s.items, "instance": s.vm or None,
+                        **({"error": s.error} if s.error else {})} for s in shards]}
 
 
 def _report(job_id, status, as_json):
@@ -247,6 +292,40 @@ def status(job_id, as_json, limit):
         click.echo(f"no jobs in {store.uri()}; start one with: runner launch jobs/taxi --wait", err=True)
     else:
         click.echo("\n".join(status_table.table(rows)))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--vms", type=click.IntRange(1, 1000), metavar="M", help="VMs for the missing items (default: as many as needed, at most the job's own).")
+@click.option("--wait", is_flag=True, help="Wait for the job to end and exit with its code (as launch --wait).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
+              help="With --wait: on Ctrl-C or SIGTERM, cancel the job (default: job.yaml's, else on in CI).")
+def retry(job_id, vms, wait, as_json, cancel_on_interrupt):
+    """Relaunch a fan-out job's items that have no result (then its reduce), on new VMs in the same job.
+
+    \b
+    Examples:
+      runner retry JOB_ID --vms 2 --wait   # only the items without a done marker, then the reduce
+      runner retry JOB_ID --json
+    """
+    from runner import jobs
+    from runner.fanout import launch as fanout
+
+    store = _store()
+    done = fanout.retry(store, jobs.check_job_id(job_id), vms)
+    if not as_json:
+        click.echo(f"{job_id}: {done.why}" + (f"; launched {len(done.shards)} VM(s)" if done.shards else ""), err=True)
+    if not done.shards:
+        if as_json:
+            click.echo(json.dumps({"job_id": job_id, "state": jobs.read_status(store, job_id).state, "retried": 0, "why": done.why}))
+        return
+    if not wait:
+        if as_json:
+            click.echo(json.dumps({"job_id": job_id, "state": jobs.PROVISIONING, "retried": done.missing, **_shards_json(job_id, done.shards)}))
+        return
+    _, spec = fanout.read_parent(store, job_id)
+    _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, done.shards)
 
 
 @main.command()

@@ -86,13 +86,16 @@ class S3Store(Store):
             return False
 
     def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_sizes(prefix)]
+
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
         full = self._key(prefix)
         strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
-        keys = []
+        found = []
         for page in self._call("list", prefix, list, pages):
-            keys += [o["Key"][strip:] for o in page.get("Contents", [])]
-        return sorted(keys)
+            found += [(o["Key"][strip:], o.get("Size", 0)) for o in page.get("Contents", [])]
+        return sorted(found)
 
     def children(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"
@@ -188,9 +191,12 @@ class GCSStore(Store):
         return bool(self._call(key, lambda: self._blob(key).exists()))
 
     def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_sizes(prefix)]
+
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
         strip = len(self.prefix.rstrip("/") + "/") if self.prefix else 0
         blobs = self._call(prefix, lambda: list(self.bucket.client.list_blobs(self.bucket, prefix=join(self.prefix, prefix))))
-        return sorted(b.name[strip:] for b in blobs)
+        return sorted((b.name[strip:], b.size or 0) for b in blobs)
 
     def children(self, prefix: str) -> list[str]:
         full = join(self.prefix, prefix).rstrip("/") + "/"

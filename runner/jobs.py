@@ -27,7 +27,7 @@ STATES = (PENDING, PROVISIONING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, PREEMPTE
 UNKNOWN = "UNKNOWN"  # status.json is unreadable; not final: the VM may still write one
 FINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, PREEMPTED, CANCELLED, LOST})
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]\Z|^[a-z]\Z")
+NAME_RE = re.compile(r"^(?!.*--)(?:[a-z][a-z0-9-]{0,38}[a-z0-9]|[a-z])\Z")  # '--' is kept for shards' ids
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 RECORD_LIMIT = 256 * 1024  # the most of a record (status.json, job.json, instance.json) ever read
 ID_RE = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)-(?P<ts>\d{8}T\d{6}Z)-(?P<rand>[0-9a-f]{6})\Z")

@@ -96,18 +96,31 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
         limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, draft.instance_type)
         if limit and limit < spec.max_runtime:
             spec = spec.model_copy(update={"max_runtime": limit})
+    if spec.items is not None:  # one job over many VMs: its shards are ordinary jobs
+        from runner.fanout.launch import plan_fanout
+
+        return plan_fanout(spec, job_dir, cloud, store, job_id, usd_per_hour)
     return Plan(spec, job_dir, job_id, cloud, store, request_for(spec, job_id, cloud, store), usd_per_hour)
 
 
-def launch(p: Plan) -> Instance:
-    """Record the job, ship its code, start its VM; a failed start is recorded as FAILED."""
+def launch(p: Plan, code: Path | None = None, extra: dict | None = None) -> Instance:
+    """Record the job, ship its code (packed here, or the already packed `code`), start its VM; a failed start is
+    recorded as FAILED. `extra` adds fields to job.json (a shard's parent and number). A fan-out plan launches
+    its shards instead (and returns them)."""
+    if not isinstance(p, Plan):
+        from runner.fanout.launch import launch_fanout
+
+        return launch_fanout(p)
     store, job_id = p.store, p.job_id
     input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)  # a missing input in a file:// store: nothing is created
-    with packing.packed(p.job_dir) as code:  # a temporary file, uploaded as it is: never whole in memory
-        if code.skipped:
-            sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(code.skipped)}\n")
-        store.upload(code.path, jobs.job_key(job_id, "code.tar.gz"))
-    record = {
+    if code is not None:
+        store.upload(code, jobs.job_key(job_id, "code.tar.gz"))
+    else:
+        with packing.packed(p.job_dir) as packed:  # a temporary file, uploaded as it is: never whole in memory
+            if packed.skipped:
+                sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(packed.skipped)}\n")
+            store.upload(packed.path, jobs.job_key(job_id, "code.tar.gz"))
+    record = {**(extra or {}),
         "job_id": job_id, "cloud": p.cloud, "spec": p.spec.model_dump(), "job_dir": str(p.job_dir),
         "instance_type": p.request.instance_type, "spot": p.request.spot, "created_at": jobs.utcnow(),
         "launched_by": f"{getpass.getuser()}@{socket.gethostname()}",

@@ -7,7 +7,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runner.errors import SpecError
 from runner.job_yaml import read_job_yaml
@@ -52,6 +52,68 @@ def _uri_or_store_path(value: str) -> str:
     return _relative_path(value, "a store-relative URI")
 
 
+def _outputs_field(v: Any) -> Any:
+    """outputs: a list of paths or a mapping path -> URI (~: the job's outputs/)."""
+    if isinstance(v, list):
+        v = {path: None for path in v}
+    if isinstance(v, dict):
+        return {_relative_path(str(p), "an output's path"): (None if u is None else _uri_or_store_path(str(u))) for p, u in v.items()}
+    return v
+
+
+def _no_control(value: str, what: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r}: {what} cannot hold a control character (tab, newline, ...)")
+    return value
+
+
+class ItemsSpec(BaseModel):
+    """What a fan-out job runs its command over: the objects below a prefix, or the lines of a manifest file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    over: str | None = Field(None, description="a URI prefix (or store-relative path) whose objects are the items")
+    manifest: str | None = Field(None, description="a file in the job folder, one item (a URI or any string) per line")
+    match: str = Field("*", min_length=1, description="glob on each item's name (a URI's basename, or the line)")
+    per_vm: int = Field(0, ge=0, le=4096, description="items at once on each VM; 0 = one per vCPU")
+    fetch: bool = Field(True, description="pull each item's object before its command runs")
+
+    @field_validator("over")
+    @classmethod
+    def _over(cls, v: str | None) -> str | None:
+        return None if v is None else _uri_or_store_path(_no_control(v, "a prefix"))
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest(cls, v: str | None) -> str | None:
+        return None if v is None else _relative_path(_no_control(v, "a manifest path"), "the manifest")
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, v: str) -> str:
+        return _no_control(v, "a glob")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ItemsSpec:
+        if (self.over is None) == (self.manifest is None):
+            raise ValueError("give exactly one of `over:` (a prefix to list) and `manifest:` (a file of items in the job folder)")
+        return self
+
+
+class ReduceSpec(BaseModel):
+    """The step run once, after every item succeeded, over every item's result."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: str = Field(min_length=1, description="shell command run in the work dir; items/<name>/ holds each result")
+    outputs: dict[str, str | None] = Field(default_factory=dict, description="path -> URI (~: the job's outputs/)")
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, v: Any) -> Any:
+        return _outputs_field(v)
+
+
 class JobSpec(BaseModel):
     """One batch job: what to run, on what, with which data."""
 
@@ -76,12 +138,16 @@ class JobSpec(BaseModel):
     image: str | None = None
     cloud: Literal["sandbox", "local", "aws", "gcp"] | None = None
     cancel_on_interrupt: bool | None = Field(None, description="cancel the job when a runner waiting on it is interrupted (default: on in CI)")
+    items: ItemsSpec | None = Field(None, description="run the command once per item, over many VMs")
+    vms: int | None = Field(None, ge=1, le=1000, description="VMs a fan-out runs on (default 1); capped at the items")
+    reduce: ReduceSpec | None = Field(None, description="run once after every item succeeded")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a job name: use 1-40 lowercase letters, digits and '-', starting with a letter")
+            raise ValueError(f"{v!r} is not a job name: use 1-40 lowercase letters, digits and '-', starting with a letter, "
+                             "not ending in '-', without '--' (shards' ids use it)")
         return v
 
     @field_validator("inputs")
@@ -92,11 +158,7 @@ class JobSpec(BaseModel):
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            v = {path: None for path in v}
-        if isinstance(v, dict):
-            return {_relative_path(str(p), "an output's path"): (None if u is None else _uri_or_store_path(str(u))) for p, u in v.items()}
-        return v
+        return _outputs_field(v)
 
     @field_validator("env", mode="before")
     @classmethod
@@ -130,17 +192,31 @@ class JobSpec(BaseModel):
     def _max_runtime(cls, v: Any) -> int:
         return parse_duration(v)
 
+    @model_validator(mode="after")
+    def _fanout(self) -> JobSpec:
+        if self.items is None:
+            for field in ("vms", "reduce"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field!r} needs 'items' (what to run the command over): add items: {{over: PREFIX}} "
+                                     "or items: {manifest: FILE}")
+        return self
+
 
 FIELDS = tuple(JobSpec.model_fields)
+NESTED = {"items": tuple(ItemsSpec.model_fields), "reduce": tuple(ReduceSpec.model_fields)}
 
 
 def _describe(err: dict, source: str) -> str:
     field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if not err["loc"] and err["type"] == "value_error":  # a rule across fields names them itself
+        return f"{source}: {err['msg'].removeprefix('Value error, ')}"
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
-        near = difflib.get_close_matches(key, FIELDS, n=1)
+        allowed = NESTED.get(str(err["loc"][0]), FIELDS) if len(err["loc"]) == 2 else FIELDS
+        near = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        return f"{source}: unknown field {key!r}{hint}; allowed: {', '.join(FIELDS)}"
+        name = f"{err['loc'][0]}.{key}" if len(err["loc"]) == 2 else key
+        return f"{source}: unknown field {name!r}{hint}; allowed: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"{source}: field {field!r} is required"
     msg = err["msg"].removeprefix("Value error, ")

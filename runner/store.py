@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -82,6 +83,10 @@ class Store:
 
     def list(self, prefix: str) -> list[str]:
         """Keys of all objects below `prefix` (recursive), sorted."""
+        raise NotImplementedError
+
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, bytes) of all objects below `prefix` (recursive), sorted by key."""
         raise NotImplementedError
 
     def upload(self, path: Path, key: str) -> None:
@@ -181,22 +186,29 @@ class FileStore(Store):
             return True
 
     def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_sizes(prefix)]
+
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
         try:
             top = self._path(prefix)
         except OutsideStoreError:
             return []
         if top.is_file():
-            return [prefix]
+            return [(prefix, top.stat().st_size)]
         if not top.is_dir():
             return []
-        keys = []
+        found = []
         for folder, dirs, files in os.walk(top):  # does not descend into linked folders
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
             for name in files:
                 path = os.path.join(folder, name)
-                if not name.startswith(".") and not os.path.islink(path) and os.path.isfile(path):
-                    keys.append(Path(path).relative_to(self.base).as_posix())
-        return sorted(keys)
+                try:
+                    st = os.stat(path, follow_symlinks=False)
+                except OSError:  # gone since the walk saw it
+                    continue
+                if not name.startswith(".") and stat.S_ISREG(st.st_mode):
+                    found.append((Path(path).relative_to(self.base).as_posix(), st.st_size))
+        return sorted(found)
 
     def exists(self, key: str) -> bool:
         try:

@@ -1,0 +1,342 @@
+"""Launching a fan-out: the parent's records, then one ordinary job per slice of the frozen manifest."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import input_check, jobs
+from runner import launch as launcher
+from runner import pack as packing
+from runner.errors import NotFoundError, RunnerError, SpecError
+from runner.fanout import ids, slicing, state
+from runner.fanout import items as listing
+from runner.fanout.items import Item
+from runner.providers import get_provider
+from runner.render import output_uris
+from runner.spec import JobSpec, validate
+from runner.store import Store
+
+ITEMS_SH, ITEMS_TSV, MANIFEST = ".runner/items.sh", ".runner/items.tsv", ".runner/manifest.jsonl"
+
+
+@dataclass
+class FanoutPlan:
+    """What a fan-out launch will do: the parent, its frozen items and each shard's slice."""
+
+    spec: JobSpec
+    job_dir: Path
+    job_id: str
+    cloud: str
+    store: Store
+    items: list[Item]
+    slices: list[list[Item]]
+    usd_per_hour: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def request(self):
+        """Shard 0's launch request (every shard's is the same but for its id)."""
+        return shard_plan(self, 0, self.slices[0]).request
+
+    def summary(self) -> dict:
+        r = self.request
+        vms = len(self.slices)
+        rate = self.usd_per_hour
+        return {
+            "job_id": self.job_id, "state": "DRY_RUN", "cloud": self.cloud, "store": self.store.uri(),
+            "vms": vms, "items": len(self.items), "items_per_vm": [len(s) for s in self.slices],
+            "bytes_per_vm": [sum(i.size or 0 for i in s) for s in self.slices],
+            "instance_type": r.instance_type, "spot": r.spot, "max_runtime_s": r.max_runtime, "image": r.image,
+            "user_data_bytes": len(r.user_data.encode()), "usd_per_hour": None if rate is None else rate * vms,
+            "usd_at_max_runtime": None if rate is None else round(rate * vms * r.max_runtime / 3600, 4),
+        }
+
+
+def shard_spec(spec: JobSpec, parent: str, shard: str) -> JobSpec:
+    """A shard's spec: the parent's, running items.sh over its own items.tsv, with no outputs of its own."""
+    data = spec.model_dump(exclude={"items", "vms", "reduce"})
+    inputs = {**spec.inputs, f"jobs/{parent}/items.sh": ITEMS_SH, f"jobs/{shard}/items.tsv": ITEMS_TSV,
+              f"jobs/{parent}/manifest.jsonl": MANIFEST}
+    data.update(command=f"bash {ITEMS_SH}", outputs={}, inputs=inputs)
+    return validate(data, f"the spec of {shard}")
+
+
+def shard_plan(p: FanoutPlan, k: int, items: list[Item]) -> launcher.Plan:
+    """The ordinary launch plan of shard k (its items travel in items.tsv, never in user-data)."""
+    sid = ids.shard_id(p.job_id, k)
+    spec = shard_spec(p.spec, p.job_id, sid)
+    return launcher.Plan(spec, p.job_dir, sid, p.cloud, p.store, launcher.request_for(spec, sid, p.cloud, p.store), p.usd_per_hour)
+
+
+def plan_fanout(spec: JobSpec, job_dir: Path, cloud: str, store: Store, job_id: str, usd_per_hour: float | None = None) -> FanoutPlan:
+    """List and check the items, slice them over the VMs; nothing is created anywhere (a bad listing is refused here)."""
+    found = listing.list_items(spec.items, job_dir, store.uri())
+    wanted = spec.vms or 1
+    vms = slicing.vm_count(found, wanted)
+    notes = [f"runner: {wanted} VMs asked for {len(found)} items: launching {vms}"] if vms < wanted else []
+    p = FanoutPlan(spec, job_dir, job_id, cloud, store, found, slicing.slices(found, vms), usd_per_hour, notes)
+    for note in notes:
+        sys.stderr.write(note + "\n")
+    return p
+
+
+def _record(p: FanoutPlan, request) -> dict:
+    spec = p.spec
+    reduce = getattr(spec, "reduce", None)
+    outputs = output_uris(spec.model_copy(update={"outputs": reduce.outputs}), p.store.uri(), p.job_id) if reduce else {}
+    return {
+        "job_id": p.job_id, "cloud": p.cloud, "spec": spec.model_dump(), "job_dir": str(p.job_dir),
+        "instance_type": request.instance_type, "spot": request.spot, "created_at": jobs.utcnow(),
+        "launched_by": f"{getpass.getuser()}@{socket.gethostname()}", "outputs": outputs, "usd_per_hour": p.usd_per_hour,
+        "fanout": {"vms": len(p.slices), "items": len(p.items), "per_vm": spec.items.per_vm, "fetch": spec.items.fetch,
+                   "reduce": reduce is not None},
+    }
+
+
+@dataclass
+class Shard:
+    """One shard as launched: its number, id, items, and its VM or why it has none."""
+
+    k: int
+    job_id: str
+    items: int
+    vm: str = ""
+    error: str = ""
+
+
+def launch_fanout(p: FanoutPlan) -> list[Shard]:
+    """Write the parent's records, then launch every shard; a shard that fails to start is FAILED, the rest go on."""
+    store = p.store
+    input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)  # the parent's own inputs, before anything is created
+    with packing.packed(p.job_dir) as code:  # packed once: every shard's code.tar.gz is the same bytes
+        if code.skipped:
+            sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(code.skipped)}\n")
+        store.upload(code.path, jobs.job_key(p.job_id, "code.tar.gz"))
+        jobs.write_json(store, p.job_id, "job.json", _record(p, p.request))
+        store.put_bytes(jobs.job_key(p.job_id, "manifest.jsonl"), listing.manifest_bytes(p.items))
+        store.put_bytes(jobs.job_key(p.job_id, "items.sh"), render_items_sh(p))
+        jobs.write_status(store, p.job_id, jobs.Status(jobs.PROVISIONING))
+        return launch_shards(p, p.slices, 0, code.path)
+
+
+def render_items_sh(p: FanoutPlan) -> bytes:
+    """items.sh, rendered with the parent's folder as the VM sees the store."""
+    from runner.render import render_items
+
+    spec = p.spec
+    vm_store = get_provider(p.cloud).store_for_vm(p.store.uri())
+    reduce = spec.reduce
+    return render_items(spec.command, p.job_id, vm_store, spec.items.per_vm, spec.items.fetch,
+                        reduce.command if reduce else "", reduce.outputs if reduce else None).encode()
+
+
+def launch_shards(p: FanoutPlan, slices: list[list[Item]], first: int, code: Path) -> list[Shard]:
+    """Launch shard first+i over slices[i] (its items.tsv first, its `shards/<k>` record after)."""
+    out = []
+    for i, part in enumerate(slices):
+        k = first + i
+        sp = shard_plan(p, k, part)
+        shard = Shard(k, sp.job_id, len(part))
+        store = p.store
+        try:
+            store.put_bytes(jobs.job_key(sp.job_id, "items.tsv"), listing.items_tsv(part))
+            inst = launcher.launch(sp, code=code, extra={"parent": p.job_id, "shard": k})
+            shard.vm = inst.id
+        except RunnerError as e:
+            shard.error = str(e)
+            jobs.write_status(store, sp.job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}", ended_at=jobs.utcnow()))
+            sys.stderr.write(f"runner: shard {k} ({sp.job_id}) did not start: {e}\n")
+        record = {"shard_id": sp.job_id, "items": len(part), "launched_at": jobs.utcnow()}
+        store.put_bytes(jobs.job_key(p.job_id, "shards", str(k)), json.dumps(record).encode())
+        out.append(shard)
+    return out
+
+
+def shard_numbers(store: Store, parent: str) -> list[int]:
+    """The parent's shards, by number, from its `shards/<k>` keys (anything else there is ignored)."""
+    prefix = jobs.job_key(parent, "shards") + "/"
+    found = set()
+    for key in store.list(prefix):
+        leaf = key[len(prefix):]
+        if leaf.isascii() and leaf.isdigit() and len(leaf) <= 6:
+            found.add(int(leaf))
+    return sorted(found)
+
+
+def read_parent(store: Store, parent: str) -> tuple[dict, JobSpec]:
+    """A parent's job.json and its spec, re-validated; SpecError if it is not a fan-out job."""
+    record = jobs.read_json(store, parent, "job.json")
+    if not isinstance(record.get("fanout"), dict):
+        raise SpecError(f"{parent} is not a fan-out job (its job.json has no fanout); see `runner status {parent}`")
+    spec_data = record.get("spec")
+    if not isinstance(spec_data, dict):
+        raise SpecError(f"job.json of {parent} holds no spec (a {type(spec_data).__name__})")
+    return record, validate(spec_data, f"job.json of {parent}")
+
+
+def is_parent(store: Store, job_id: str) -> bool:
+    """Whether job_id is a fan-out parent (its job.json says so); a missing or bad record is not."""
+    try:
+        return isinstance(jobs.read_json(store, job_id, "job.json").get("fanout"), dict)
+    except (NotFoundError, jobs.RecordError):
+        return False
+
+
+def read_reduce(store: Store, parent: str) -> jobs.Status | None:
+    """reduce/status.json (untrusted): None when there is none yet, UNKNOWN when it is garbage."""
+    try:
+        raw = store.get_bytes(jobs.job_key(parent, "reduce", "status.json"), 0, jobs.RECORD_LIMIT + 1)
+    except NotFoundError:
+        return None
+    try:
+        return jobs.Status.from_json(jobs.parse_record(raw, "reduce/status.json"))
+    except jobs.RecordError as e:
+        return jobs.Status(jobs.UNKNOWN, reason=str(e))
+
+
+def item_counts(store: Store, parent: str, names: set[str]) -> tuple[set[str], set[str]]:
+    """(done, failed) item names: one listing of the parent's items/."""
+    prefix = jobs.job_key(parent, "items") + "/"
+    return state.item_marks(store.list(prefix), prefix, names)
+
+
+def manifest_items(store: Store, parent: str) -> list[Item]:
+    """The frozen manifest, read back as untrusted."""
+    return listing.read_manifest(store.get_bytes(jobs.job_key(parent, "manifest.jsonl"), 0, listing.MANIFEST_LIMIT + 1))
+
+
+def settle(store: Store, parent: str, shards: list[jobs.Status], retries_left: list[int] | None = None) -> tuple[jobs.Status, state.Counts]:
+    """Derive the parent's state now (one listing of items/) and, when final, write it (conditionally)."""
+    record, _ = read_parent(store, parent)
+    names = {i.name for i in manifest_items(store, parent)}
+    done, failed = item_counts(store, parent, names)
+    counts = state.counts(len(names), len(done), len(failed))
+    has_reduce = bool(record["fanout"].get("reduce"))
+    st = state.derive(shards, counts, read_reduce(store, parent) if has_reduce else None, has_reduce, retries_left or (), parent)
+    if st.final:
+        st = jobs.write_status(store, parent, st)  # a final status already there (a cancel) stays
+    elif (stored := jobs.read_status(store, parent)).final:
+        st = stored  # cancelled while shards were still stopping
+    return st, counts
+
+
+def _attempt(store: Store, sid: str) -> int:
+    """The shard's launch attempt from instance.json (untrusted; 1 when it says nothing usable)."""
+    try:
+        n = jobs.read_json(store, sid, "instance.json").get("attempt", 1)
+    except (NotFoundError, jobs.RecordError):
+        return 1
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 99 else 1
+
+
+def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None) -> tuple[jobs.Status, state.Counts]:
+    """Wait for every shard to end, relaunching a preempted one within the parent's retries (only its missing
+    items run again: items.sh skips done ones); then write and return the derived state."""
+    import time
+
+    from runner import watch
+
+    note = note or (lambda line: sys.stderr.write(line + "\n"))
+    record, spec = read_parent(store, parent)
+    every = float(getattr(get_provider(record["cloud"]), "state_every", 0.0)) if record.get("cloud") in _clouds() else 0.0
+    final: dict[int, jobs.Status] = {}
+    next_check = 0.0
+    while True:
+        now = time.monotonic()
+        check, next_check = now >= next_check, (now + every if now >= next_check else next_check)
+        statuses = []
+        for k in shard_numbers(store, parent):
+            sid = ids.shard_id(parent, k)
+            st = final.get(k) or watch.refresh(store, sid, check_vm=check)
+            if st.state == jobs.PREEMPTED and (attempt := _attempt(store, sid)) <= spec.retries:
+                last = attempt + 1 == spec.retries + 1
+                note(f"{parent}: shard {k} preempted; relaunching it (attempt {attempt + 1} of {spec.retries + 1})")
+                try:
+                    launcher.relaunch(store, sid, attempt + 1, on_demand=last and spec.retry_on_demand)
+                except RunnerError as e:
+                    note(f"{parent}: shard {k} was not relaunched: {e}")
+                st = jobs.read_status(store, sid)
+            if st.final:
+                final[k] = st
+            statuses.append(st)
+        if statuses and all(s.final for s in statuses):
+            return settle(store, parent, statuses)
+        if jobs.read_status(store, parent).final:  # cancelled meanwhile: the shards are being stopped
+            return settle(store, parent, statuses)
+        time.sleep(poll)
+
+
+def _clouds():
+    from runner.providers import PROVIDERS
+
+    return PROVIDERS
+
+
+@dataclass
+class Retry:
+    """What `runner retry` did: the shards it launched over the missing items (or for the reduce alone)."""
+
+    shards: list[Shard]
+    missing: int
+    why: str
+
+
+def retry(store: Store, parent: str, vms: int | None = None) -> Retry:
+    """Launch new shards (the next numbers) over the manifest's items without a done-marker; when none is
+    missing but the reduce failed or never ran, one shard with no items that runs it."""
+    record, spec = read_parent(store, parent)
+    cloud = record.get("cloud")
+    if cloud not in _clouds():
+        raise SpecError(f"job.json of {parent} names an unknown cloud {str(cloud)[:40]!r}; not retried")
+    from runner import watch
+
+    known = shard_numbers(store, parent)
+    running = [k for k in known if not watch.refresh(store, ids.shard_id(parent, k)).final]
+    if running:
+        raise RunnerError(f"{parent}: shard(s) {', '.join(map(str, running))} still running; wait for them "
+                          f"(runner status {parent}) or cancel the job (runner cancel {parent}) first")
+    manifest = manifest_items(store, parent)
+    done, _ = item_counts(store, parent, {i.name for i in manifest})
+    todo = listing.missing(manifest, done)
+    original = record["fanout"].get("vms")
+    cap = original if isinstance(original, int) and not isinstance(original, bool) and 1 <= original <= 1000 else 1
+    if todo:
+        parts = slicing.slices(todo, vms or cap)
+        why = f"{len(todo)} item(s) without a result"
+    elif spec.reduce is not None and (reduced := read_reduce(store, parent)) is not None and reduced.state == jobs.SUCCEEDED:
+        return Retry([], 0, "every item is done and the reduce succeeded: nothing to retry")
+    elif spec.reduce is not None:
+        parts, why = [[]], "every item is done; the reduce runs again"
+    else:
+        return Retry([], 0, "every item is done: nothing to retry")
+    first = (known[-1] + 1) if known else 0
+    p = FanoutPlan(spec, Path(str(record.get("job_dir", "."))), parent, cloud, store, manifest, parts,
+                   record.get("usd_per_hour") if isinstance(record.get("usd_per_hour"), (int, float)) else None)
+    if not todo:  # the lock goes to the shard that reruns the reduce (items.sh runs it when the lock is its own)
+        store.put_bytes(jobs.job_key(parent, "reduce", "lock"), ids.shard_id(parent, first).encode())
+    current = jobs.read_status(store, parent)
+    jobs.write_status(store, parent, jobs.Status(jobs.PROVISIONING, reason=f"retry: {why}", started_at=current.started_at),
+                      replacing=current.state if current.final else None)
+    code = Path(jobs.job_key(parent, "code.tar.gz"))
+    with _local_copy(store, str(code)) as path:
+        return Retry(launch_shards(p, parts, first, path), len(todo), why)
+
+
+def _local_copy(store: Store, key: str):
+    """The parent's code.tar.gz as a local temp file (each new shard gets the same bytes)."""
+    import tempfile
+    from contextlib import contextmanager
+
+    @contextmanager
+    def copy():
+        with tempfile.TemporaryDirectory(prefix="runner-code-") as d:
+            path = Path(d) / "code.tar.gz"
+            store.download(key, path)
+            yield path
+
+    return copy()
