@@ -234,19 +234,27 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: on when $CI or $GITHUB_ACTIONS is true).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr while waiting (state, phase, elapsed, cost).")
-def logs(job_id, follow, show_all, cancel_on_interrupt, quiet):
+@click.option("--shard", type=int, metavar="K", help="A fan-out job: shard K's log (every attempt).")
+@click.option("--item", metavar="NAME", help="A fan-out job: one item's log (its name as `runner status ID --items` lists it).")
+def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
     """Print a job's log, every attempt in order, while it runs and after its VM is gone.
 
     \b
     Examples:
       runner logs JOB_ID --follow    # until the job ends; Ctrl-C stops following, not the job
       runner logs JOB_ID --all       # with the startup script's log and the VM console
+      runner logs JOB_ID --shard 3   # a fan-out job: one shard's log
+      runner logs JOB_ID --item yellow_tripdata_2012-03.csv
     """
     from runner import jobs, watch
     from runner import logs as joblogs
 
     store = _store()
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
+    if item is not None or shard is not None:
+        job_id = joblogs.fanout_target(store, job_id, shard, item, sys.stdout.buffer)
+        if job_id is None:
+            return
     out = sys.stdout.buffer
     if follow:
         # job.yaml's cancel_on_interrupt is the launcher's: a watcher's Ctrl-C cancels only when asked (or in CI)
@@ -270,18 +278,26 @@ def _note(line: str) -> None:
 @click.argument("job_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
-def status(job_id, as_json, limit):
+@click.option("--items", "show_items", is_flag=True, help="A fan-out job: also every item, its state and exit code.")
+def status(job_id, as_json, limit, show_items):
     """Show one job's status, or a table of recent jobs, newest first, with what each has cost.
 
     \b
     Examples:
       runner status
       runner status JOB_ID --json
+      runner status JOB_ID --items     # a fan-out job: every item and its exit code
     """
     from runner import jobs, status_table
 
     store = _store()
     if job_id:
+        from runner.fanout import views
+
+        fan = views.fanout_of(store, jobs.check_job_id(job_id))
+        if fan is not None:
+            _status_of_parent(store, job_id, fan, as_json, show_items)
+            return
         row = status_table.row(store, jobs.check_job_id(job_id), detail=True)
         click.echo(json.dumps(row) if as_json else "\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in row.items()))
         return
@@ -292,6 +308,31 @@ def status(job_id, as_json, limit):
         click.echo(f"no jobs in {store.uri()}; start one with: runner launch jobs/taxi --wait", err=True)
     else:
         click.echo("\n".join(status_table.table(rows)))
+
+
+def _status_of_parent(store, job_id, fan, as_json, show_items):
+    """`runner status ID` of a fan-out job: its state, its items, a table of its shards (and with --items, every item)."""
+    from runner.fanout import views
+
+    parent = views.read_parent(store, job_id, fan)
+    items = views.item_states(store, job_id, parent.shards) if show_items else None
+    if as_json:
+        click.echo(json.dumps({**parent.to_json(), **({"item_states": items} if show_items else {})}))
+        return
+    st = parent.status
+    fields = {"job_id": job_id, "state": st.state, "exit_code": st.exit_code, "reason": st.reason, "items": parent.items_line(),
+              "reduce": "none" if not parent.has_reduce else ("not started" if parent.reduce is None else
+                        f"{parent.reduce.state}" + ("" if parent.reduce.exit_code is None else f" (exit {parent.reduce.exit_code})")),
+              "started_at": st.started_at, "ended_at": st.ended_at,
+              "cost_usd": None if parent.cost_usd is None else round(parent.cost_usd, 4)}
+    click.echo("\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in fields.items()))
+    if parent.shards:
+        click.echo("\n".join(views.shard_table(parent.shards)))
+    for it in items or ():
+        code = "" if it["exit_code"] is None else it["exit_code"]
+        click.echo(f"{it['state']:<8} {code:>4}  {it['name']}" + ("" if it["item"] in ("", it["name"]) else f"  ({it['item']})"))
+    if items and any(it["state"] == "failed" for it in items):
+        click.echo(f"a failed item's log: runner logs {job_id} --item NAME", err=True)
 
 
 @main.command()

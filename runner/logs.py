@@ -139,3 +139,26 @@ def show(store: Store, job_id: str, name: str, out: BinaryIO, note: Callable[[st
         note(f"(no {name} in the store yet; the console of {inst.id}:)")
     out.write(get_provider(inst.cloud).console_output(inst).encode("utf-8", "surrogateescape"))
     out.flush()
+
+
+def fanout_target(store: Store, job_id: str, shard: int | None, item: str | None, out: BinaryIO) -> str | None:
+    """`runner logs ID --shard K` -> the shard's id (its logs are an ordinary job's); `--item NAME` prints the item's log."""
+    from runner.errors import SpecError
+    from runner.fanout import views
+
+    if shard is not None and item is not None:
+        raise SpecError("give --shard K or --item NAME, not both")
+    if views.fanout_of(store, job_id) is None:
+        raise SpecError(f"{job_id} is not a fan-out job: --shard and --item name a shard or an item of one")
+    if item is None:
+        numbers = views.shard_numbers(store, job_id)
+        if shard not in numbers:
+            have = f"0..{numbers[-1]}" if numbers == list(range(len(numbers))) and numbers else ", ".join(map(str, numbers)) or "none yet"
+            raise NotFoundError(f"{job_id} has no shard {shard} (its shards: {have}); see `runner status {job_id}`")
+        return views.ids.shard_id(job_id, shard)
+    key = views.item_log_key(store, job_id, item)
+    if not store.exists(key):
+        raise NotFoundError(f"no log of item {item!r} in {job_id} yet (it has not run, or is running); "
+                            f"see `runner status {job_id} --items`")
+    copy_object(store, key, out)
+    return None

@@ -1,4 +1,4 @@
-"""Downloading a job's outputs: only from where its outputs may be, only to inside DEST.
+"""Downloading a job's outputs (and a fan-out job's item results): only from where they may be, only to inside DEST.
 
 job.json is untrusted (a job's VM can rewrite it), so its `outputs` are checked before anything is read:
 - each output path is relative and has no '..': it lands inside DEST;
@@ -85,5 +85,35 @@ def download(store: Store, job_id: str, dest: Path) -> Result:
             result.notes.append(f"not in the store (yet): {uri}")
         except RunnerError as e:
             result.notes.append(f"refused: {e}")
+    if isinstance(record.get("fanout"), dict):
+        item_results(store, job_id, dest, result)
     return result
+
+
+def item_results(store: Store, job_id: str, dest: Path, result: Result) -> None:
+    """A fan-out job's items: each done item's result under DEST/items/<name>/, from one listing of its items/."""
+    from runner.fanout.views import NAME_RE
+
+    prefix = jobs.job_key(job_id, "items") + "/"
+    results: dict[str, list[str]] = {}
+    done = set()
+    for key in store.list(prefix):
+        name, _, rest = key[len(prefix):].partition("/")
+        if not NAME_RE.fullmatch(name) or name in (".", ".."):
+            result.notes.append(f"skipped {store.uri(key)}: {name!r} is not an item name")
+        elif rest == "done":
+            done.add(name)
+        elif rest.startswith("result/"):
+            results.setdefault(name, []).append(key)
+    for name in sorted(done):
+        for key in results.get(name, []):
+            rel = key[len(f"{prefix}{name}/result/"):]
+            if climbs(rel):
+                result.notes.append(f"skipped {store.uri(key)}: it would land outside {dest}")
+                continue
+            _copy(store, key, dest, dest / "items" / name / rel, result)
+    unfinished = sorted(set(results) - done)
+    if unfinished:
+        result.notes.append(f"not brought: the result of {len(unfinished)} item(s) not done ({', '.join(unfinished[:5])}"
+                            f"{', ...' if len(unfinished) > 5 else ''}); see `runner status {job_id} --items`")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runner import cost, jobs, watch
 from runner.errors import NotFoundError, RunnerError
+from runner.fanout import views
 from runner.store import Store
 
 
@@ -21,6 +22,9 @@ def _rate(store: Store, job_id: str) -> float | None:
 
 def row(store: Store, job_id: str, detail: bool = False) -> dict:
     """One job's status, its price and cost so far (and, with `detail`, which VM is known)."""
+    fan = views.fanout_of(store, job_id)
+    if fan is not None:
+        return parent_row(store, job_id, fan, detail)
     try:
         st = watch.refresh(store, job_id)
     except NotFoundError:
@@ -35,6 +39,17 @@ def row(store: Store, job_id: str, detail: bool = False) -> dict:
     if detail:
         inst, why = jobs.read_instance(store, job_id)
         out["vm"] = f"{inst.cloud} {inst.id}" if inst else why
+    return out
+
+
+def parent_row(store: Store, job_id: str, fan: dict, detail: bool = False) -> dict:
+    """A fan-out job as one row: its derived state, its items and the cost of all its shards (with `detail`, each shard)."""
+    parent = views.read_parent(store, job_id, fan, check_vm=detail)
+    out = parent.to_json()
+    out["usd_per_hour"] = sum(s.usd_per_hour for s in parent.shards if s.usd_per_hour is not None) if parent.shards else None
+    if not detail:
+        out.pop("shards")
+        out["reason"] = out["reason"] or f"items {parent.items_line()}"
     return out
 
 
