@@ -197,7 +197,9 @@ def read_instance(store: Store, job_id: str) -> tuple[Instance | None, str]:
 
 
 def list_jobs(store: Store, limit: int | None = None) -> list[str]:
-    """Job ids in the store, newest first."""
-    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j)]
+    """Job ids in the store, newest first (a fan-out job's shards are listed under it, not here)."""
+    from runner.fanout.ids import is_shard
+
+    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j) and not is_shard(j)]
     ids.sort(key=lambda j: (ID_RE.fullmatch(j)["ts"], j), reverse=True)
     return ids[:limit] if limit else ids
