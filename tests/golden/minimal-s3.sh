@@ -296,7 +296,8 @@ fi
 STEP=secrets
 step run running
 cd "$WORK" || fail "no work dir $WORK"
-export RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+{ declare -p S3_ENDPOINT TMP LOGS JOB_URI; declare -f now say json_str sum s3 gs plan fetch push retry; } > "$TMP/fns.sh"
+export RUNNER_FUNCTIONS=$TMP/fns.sh RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
 say "running: "true
 T0=$(date +%s)
 setsid timeout --signal=TERM --kill-after=30 "$MAX_RUNTIME" bash -c true < /dev/null >> "$LOGS/job.log" 2>&1 &

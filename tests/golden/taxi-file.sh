@@ -302,7 +302,8 @@ API_KEY=$(retry 3 secret gcp-sm:projects/p/secrets/api-key 2>> "$LOGS/startup.lo
 export API_KEY
 step run running
 cd "$WORK" || fail "no work dir $WORK"
-export RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+{ declare -p S3_ENDPOINT TMP LOGS JOB_URI; declare -f now say json_str sum s3 gs plan fetch push retry; } > "$TMP/fns.sh"
+export RUNNER_FUNCTIONS=$TMP/fns.sh RUNNER_JOB_ID=$JOB_ID RUNNER_ATTEMPT=$ATTEMPT RUNNER_WORK_DIR=$WORK RUNNER_CHECKPOINT_DIR=$CHECKPOINT PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
 export NASTY='it'"'"'s "quoted" $(rm -rf /) `id` $HOME \ 
  second line ü ✓'
 export THREADS=8
