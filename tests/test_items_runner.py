@@ -246,3 +246,27 @@ def test_render_items_quotes_every_value_and_passes_shellcheck(tmp_path):
     for bad in (-1, True, "2"):
         with pytest.raises(SpecError, match="per_vm"):
             render_items("x", PARENT, "s3://b", bad)
+
+
+def test_a_failed_reduce_is_recorded_and_a_shard_holding_the_lock_reruns_it_alone(tmp_path, request):
+    store = Store("file", tmp_path, request)
+    items = data_items(store)
+    flaky_reduce = f'if [ ! -e "$MARKS/reduce-failed" ]; then : > "$MARKS/reduce-failed"; echo broken; exit 3; fi; {REDUCE}'
+    lay_out(store, items, [[0, 1, 2, 3, 4], []], reduce=flaky_reduce)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    vm = start(store, 0, marks, env={"FLAKY": "none"})
+    vm.wait()
+    status = store.status(shard_id(0))
+    assert (status["state"], status["exit_code"]) == ("FAILED", 3), vm.console
+    reduce = json.loads(store.get(f"jobs/{PARENT}/reduce/status.json"))
+    assert (reduce["state"], reduce["exit_code"], reduce["reason"]) == ("FAILED", 3, "the reduce exited with code 3")
+    assert b"broken" in store.get(f"jobs/{PARENT}/reduce/log") and store.get(f"jobs/{PARENT}/outputs/total.txt") is None
+
+    store.put(f"jobs/{PARENT}/reduce/lock", shard_id(1))  # a retry: a new shard with no items, the lock made its own
+    vm = start(store, 1, marks, env={"FLAKY": "none"})
+    vm.wait()
+    assert store.status(shard_id(1))["state"] == "SUCCEEDED", vm.console
+    assert lines(marks / "reduce-runs") == [shard_id(1)] and len(lines(marks / "runs")) == 5
+    assert json.loads(store.get(f"jobs/{PARENT}/reduce/status.json"))["state"] == "SUCCEEDED"
+    assert store.get(f"jobs/{PARENT}/outputs/total.txt").decode().splitlines() == sorted(FILES)
