@@ -121,3 +121,48 @@ def test_vms_are_capped_at_the_items_and_said_so(runner_home, make_job):
     assert "10 VMs asked for 2 items: launching 2" in r.stderr
     assert json.loads(r.stdout)["vms"] == 2
     assert not (runner_home / "store" / "jobs").exists()
+
+
+def _blocked_shard(runner_home, make_job, marks: Path, **extra) -> tuple[str, Path, str]:
+    """A fan-out of a, b, c, d on one VM whose item c blocks; returns (parent, its folder, the shard id) once c runs."""
+    d = fanout_job(make_job, marks, ["a", "b", "c", "d"], **extra)
+    (marks / "block").touch()
+    (marks / "e-failed").touch()
+    rc, obj, err = runner_json("launch", str(d), "--cloud", "sandbox")
+    assert rc == 0, err
+    folder = runner_home / "store" / "jobs" / obj["job_id"]
+    assert wait_for(lambda: (folder / "items" / "b" / "done").exists() and "c" in ran(marks), timeout=60)
+    return obj["job_id"], folder, obj["shards"][0]["job_id"]
+
+
+def test_a_preempted_shard_is_relaunched_with_only_its_missing_items(runner_home, make_job, tmp_path):
+    from runner import config, jobs
+    from runner.fanout.launch import wait_fanout
+    from runner.store import open_store
+
+    marks = tmp_path / "marks"
+    parent, folder, sid = _blocked_shard(runner_home, make_job, marks, retries=1)
+    pid = json.loads((runner_home / "store" / "jobs" / sid / "instance.json").read_text())["data"]["pid"]
+    os.killpg(pid, signal.SIGKILL)  # the cloud took the VM back ...
+    store = open_store(config.store_uri())
+    jobs.write_status(store, sid, jobs.Status(jobs.PREEMPTED, reason="spot interruption"))  # ... and the VM said so
+    (marks / "block").unlink()
+    notes = []
+    status, counts = wait_fanout(store, parent, note=notes.append)
+    assert (status.state, status.exit_code) == ("SUCCEEDED", 0) and counts.done == 4
+    assert notes == [f"{parent}: shard 0 preempted; relaunching it (attempt 2 of 2)"]
+    assert json.loads((runner_home / "store" / "jobs" / sid / "instance.json").read_text())["attempt"] == 2
+    assert ran(marks) == ["a", "b", "c", "c", "d"]
+    assert json.loads((folder / "status.json").read_text())["state"] == "SUCCEEDED"
+
+
+def test_cancel_of_a_fanout_cancels_every_shard(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    parent, folder, sid = _blocked_shard(runner_home, make_job, marks)
+    r = run_cli("cancel", parent)
+    assert r.returncode == 0, r.stderr
+    assert f"{sid}: CANCELLED" in r.stderr and f"{parent}: CANCELLED" in r.stderr
+    assert json.loads((runner_home / "store" / "jobs" / sid / "status.json").read_text())["state"] == "CANCELLED"
+    assert json.loads((folder / "status.json").read_text())["state"] == "CANCELLED"
+    r = run_cli("cancel", parent)
+    assert "already ended: CANCELLED" in r.stderr

@@ -44,17 +44,21 @@ class FanoutPlan:
         return shard_plan(self, 0, self.slices[0]).request
 
     def summary(self) -> dict:
+        """What `--dry-run` prints: the VMs, each one's share of the items, the prices for all of them."""
         r = self.request
         vms = len(self.slices)
         rate = self.usd_per_hour
-        return {
+        summary = {
             "job_id": self.job_id, "state": "DRY_RUN", "cloud": self.cloud, "store": self.store.uri(),
-            "vms": vms, "items": len(self.items), "items_per_vm": [len(s) for s in self.slices],
-            "bytes_per_vm": [sum(i.size or 0 for i in s) for s in self.slices],
             "instance_type": r.instance_type, "spot": r.spot, "max_runtime_s": r.max_runtime, "image": r.image,
-            "user_data_bytes": len(r.user_data.encode()), "usd_per_hour": None if rate is None else rate * vms,
-            "usd_at_max_runtime": None if rate is None else round(rate * vms * r.max_runtime / 3600, 4),
+            "user_data_bytes": len(r.user_data.encode()), "usd_per_hour": rate,
+            "all_vms_usd_at_max_runtime": None if rate is None else round(rate * vms * r.max_runtime / 3600, 4),
         }
+        with packing.packed(self.job_dir) as code:  # packed as a launch would, then deleted
+            summary.update(code_bytes=code.size, code_files=code.files, code_skipped=list(code.skipped))
+        quote = getattr(get_provider(self.cloud), "quote", None)  # a cloud adds its prices and zones
+        quoted = quote(r) if quote else {}
+        return {**summary, **quoted, **listing.describe_plan(self.items, self.slices, self.spec.vms, {**summary, **quoted})}
 
 
 def shard_spec(spec: JobSpec, parent: str, shard: str) -> JobSpec:
