@@ -52,6 +52,7 @@ def spec_options(f):
         click.option("--disk-gb", type=int, metavar="GB", help="Root disk size in GB."),
         click.option("--region", metavar="R", help="Cloud region."),
         click.option("--zone", metavar="Z", help="Cloud zone."),
+        click.option("--vms", type=int, metavar="N", help="VMs a job with items runs on (1-1000; capped at the number of items)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

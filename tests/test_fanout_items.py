@@ -7,6 +7,7 @@ import json
 import string
 
 import pytest
+from conftest import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -336,3 +337,26 @@ def test_describe_plan_with_unknown_sizes_and_many_vms():
     assert out["items_bytes"] is None and "vms_note" not in out
     assert len(out["per_vm"]) == 21 and out["per_vm"][0] == "vm 0: 1 items, size unknown"
     assert out["per_vm"][-1] == "... and 10 more VMs"
+
+
+def test_dry_run_of_a_fanout_shows_items_bytes_and_each_vms_share(runner_home, make_job):
+    data = runner_home / "store" / "data" / "trip data"
+    data.mkdir(parents=True)
+    for name, size in (("a.csv", 300), ("b.csv", 200), ("c.csv", 100), ("d.csv", 100)):
+        (data / name).write_bytes(b"x" * size)
+    d = make_job({**BASE, "items": {"over": "data/trip data/"}})
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--dry-run", "--json", "--vms", "2")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["items"], out["items_bytes"], out["vms"]) == (4, 700, 2)
+    assert out["per_vm"] == ["vm 0: 2 items, 400 bytes", "vm 1: 2 items, 300 bytes"]
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--dry-run", "--vms", "9")
+    assert r.returncode == 0, r.stderr
+    assert "capped at the number of items (4), from 9 asked for" in r.stdout
+    assert not (runner_home / "store" / "jobs").exists()
+
+
+@pytest.mark.parametrize("vms, expected", [("2", "'vms' needs 'items'"), ("0", "command line: field 'vms'")])
+def test_the_vms_flag_is_checked_like_the_file(make_job, vms, expected):
+    r = run_cli("launch", str(make_job(BASE)), "--cloud", "sandbox", "--dry-run", "--vms", vms)
+    assert r.returncode == 2 and expected in r.stderr, r.stderr

@@ -220,7 +220,7 @@ def missing(manifest: Iterable[Item], done_names: Iterable[str]) -> list[Item]:
 
 
 def describe_plan(items: list[Item], slices: list[list[Item]], vms_requested: int | None = None, quote: dict | None = None) -> dict:
-    """What `--dry-run` adds for a fan-out: items, bytes, VMs (and the cap), each VM's share, prices for all VMs."""
+    """What `--dry-run` adds for a fan-out: items, bytes, VMs (and the cap), each VM's share, all VMs' prices from one VM's quote."""
     known = [it.size for it in items if it.size is not None]
     out: dict = {"items": len(items), "items_bytes": sum(known) if known else None}
     if known and len(known) < len(items):
