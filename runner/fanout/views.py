@@ -126,7 +126,12 @@ def read_shard(store: Store, parent: str, k: int, check_vm: bool = True) -> Shar
     shard.zone = found.zone if found else ""
     attempt = inst.get("attempt", inst.get("relaunching", 1))
     shard.attempts = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and 1 <= attempt <= 9999 else 1
-    rate = (found.data.get("usd_per_hour") if found else None)
+    rate = found.data.get("usd_per_hour") if found else None
+    if rate is None:  # the price planned with, as for a single job
+        try:
+            rate = jobs.read_json(store, shard_id, "job.json").get("usd_per_hour")
+        except (NotFoundError, jobs.RecordError):
+            rate = None
     shard.usd_per_hour = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
     shard.cost_usd = cost.so_far(shard.usd_per_hour, status.started_at, status.ended_at)
     return shard
