@@ -252,8 +252,8 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
 
     store = _store()
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
-    if item is not None or shard is not None:
-        job_id = joblogs.fanout_target(store, job_id, shard, item, sys.stdout.buffer)
+    if item is not None or shard is not None or joblogs.is_fanout(store, job_id):
+        job_id = joblogs.fanout_target(store, job_id, shard, item, sys.stdout.buffer, follow, _note)
         if job_id is None:
             return
     out = sys.stdout.buffer

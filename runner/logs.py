@@ -141,8 +141,17 @@ def show(store: Store, job_id: str, name: str, out: BinaryIO, note: Callable[[st
     out.flush()
 
 
-def fanout_target(store: Store, job_id: str, shard: int | None, item: str | None, out: BinaryIO) -> str | None:
-    """`runner logs ID --shard K` -> the shard's id (its logs are an ordinary job's); `--item NAME` prints the item's log."""
+def is_fanout(store: Store, job_id: str) -> bool:
+    """Whether the job is a fan-out job (its logs are its shards', its items' and its reduce's)."""
+    from runner.fanout import views
+
+    return views.fanout_of(store, job_id) is not None
+
+
+def fanout_target(store: Store, job_id: str, shard: int | None, item: str | None, out: BinaryIO, follow: bool = False,
+                  note: Callable[[str], None] = print) -> str | None:
+    """`runner logs ID --shard K` -> the shard's id (its logs are an ordinary job's); `--item NAME` prints the item's
+    log; neither prints the reduce's log and says how to see the rest."""
     from runner.errors import SpecError
     from runner.fanout import views
 
@@ -150,6 +159,15 @@ def fanout_target(store: Store, job_id: str, shard: int | None, item: str | None
         raise SpecError("give --shard K or --item NAME, not both")
     if views.fanout_of(store, job_id) is None:
         raise SpecError(f"{job_id} is not a fan-out job: --shard and --item name a shard or an item of one")
+    if follow and shard is None:
+        raise SpecError(f"{job_id} is a fan-out job: follow one of its VMs with `runner logs {job_id} --shard K --follow`")
+    if shard is None and item is None:
+        found = copy_object(store, jobs.job_key(job_id, "reduce", "log"), out) > 0
+        numbers = views.shard_numbers(store, job_id)
+        note(f"{job_id} is a fan-out job{' (above: its reduce log)' if found else ''}: each VM's log is "
+             f"`runner logs {job_id} --shard K` (K of {', '.join(map(str, numbers[:10])) or 'none yet'}"
+             f"{', ...' if len(numbers) > 10 else ''}), each item's `--item NAME` (`runner status {job_id} --items` names them)")
+        return None
     if item is None:
         numbers = views.shard_numbers(store, job_id)
         if shard not in numbers:

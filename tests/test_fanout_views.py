@@ -238,3 +238,14 @@ def test_list_shows_a_parent_as_one_row(store):
     assert rows[0]["state"] == jobs.FAILED and rows[0]["items"]["done"] == 4 and rows[0]["cost_usd"] == pytest.approx(2.0)
     r = run_cli("status")
     assert PARENT in r.stdout and "FAILED" in r.stdout
+
+
+def test_logs_of_a_parent_print_the_reduce_log_and_name_the_rest(store):
+    two_shards_one_failed(store)
+    store.put_bytes(jobs.job_key(PARENT, "reduce", "log"), b"merge: 5 items\n")
+    r = run_cli("logs", PARENT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "merge: 5 items\n"
+    assert f"runner logs {PARENT} --shard K` (K of 0, 1)" in r.stderr and "--item NAME" in r.stderr
+    r = run_cli("logs", PARENT, "--follow")  # the parent writes no log of its own: following it would never print
+    assert r.returncode == 2 and f"runner logs {PARENT} --shard K --follow" in r.stderr
