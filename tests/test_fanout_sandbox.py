@@ -166,3 +166,23 @@ def test_cancel_of_a_fanout_cancels_every_shard(runner_home, make_job, tmp_path)
     assert json.loads((folder / "status.json").read_text())["state"] == "CANCELLED"
     r = run_cli("cancel", parent)
     assert "already ended: CANCELLED" in r.stderr
+
+
+def test_retry_reruns_a_failed_reduce_on_one_shard_with_no_items(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    (marks).mkdir()
+    (marks / "e-failed").touch()
+    reduce = {"command": 'echo reduced >> "$MARKS/reduces"; [ -e "$MARKS/reduce-failed" ] || { touch "$MARKS/reduce-failed"; exit 5; }; '
+                         "cat items/*/line | sort > all.txt", "outputs": ["all.txt"]}
+    d = fanout_job(make_job, marks, ["a", "b", "c"], vms=2, reduce=reduce)
+    rc, obj, err = runner_json("launch", str(d), "--cloud", "sandbox", "--wait")
+    assert rc == 5, err  # every item done, the reduce failed: the job exits with the reduce's code
+    parent = obj["job_id"]
+    assert obj["state"] == "FAILED" and obj["items"]["done"] == 3 and f"runner retry {parent}" in obj["reason"]
+    rc, obj, err = runner_json("retry", parent, "--wait")
+    assert rc == 0, err
+    assert [(s["shard"], s["items"]) for s in obj["shards"]] == [(2, 0)]
+    assert sorted(ran(marks)) == ["a", "b", "c"]  # no item ran again
+    assert (marks / "reduces").read_text().split() == ["reduced", "reduced"]
+    folder = runner_home / "store" / "jobs" / parent
+    assert (folder / "outputs" / "all.txt").read_text().split() == ["a", "b", "c"]
