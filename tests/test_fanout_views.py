@@ -249,3 +249,21 @@ def test_logs_of_a_parent_print_the_reduce_log_and_name_the_rest(store):
     assert f"runner logs {PARENT} --shard K` (K of 0, 1)" in r.stderr and "--item NAME" in r.stderr
     r = run_cli("logs", PARENT, "--follow")  # the parent writes no log of its own: following it would never print
     assert r.returncode == 2 and f"runner logs {PARENT} --shard K --follow" in r.stderr
+
+
+def test_status_and_outputs_of_a_parent_in_an_s3_store(s3, tmp_path):
+    from runner.store import open_store
+
+    _, bucket = s3
+    uri = f"s3://{bucket}/runner"
+    store = open_store(uri)
+    two_shards_one_failed(store)
+    store.put_bytes(jobs.job_key(PARENT, "outputs", "passenger_counts.csv"), b"passenger_count,trips\n1,9\n")
+    env = {"RUNNER_STORE": uri}
+    row = json.loads(run_cli("status", PARENT, "--json", env=env).stdout)
+    assert row["items"] == {"total": 5, "done": 4, "failed": 1, "missing": 0} and row["state"] == jobs.FAILED
+    r = run_cli("outputs", PARENT, str(tmp_path / "dest"), env=env)
+    assert r.returncode == 0, r.stderr
+    got = sorted(p.relative_to(tmp_path / "dest").as_posix() for p in (tmp_path / "dest").rglob("*") if p.is_file())
+    assert got == sorted([f"items/{n}/counts.csv" for n in NAMES[:4]] + ["passenger_counts.csv"])
+    assert run_cli("logs", PARENT, "--item", NAMES[4], env=env).stdout == f"log of {NAMES[4]}\n"
