@@ -320,18 +320,7 @@ def _status_of_parent(store, job_id, fan, as_json, show_items):
     if as_json:
         click.echo(json.dumps({**parent.to_json(), **({"item_states": items} if show_items else {})}))
         return
-    st = parent.status
-    fields = {"job_id": job_id, "state": st.state, "exit_code": st.exit_code, "reason": st.reason, "items": parent.items_line(),
-              "reduce": "none" if not parent.has_reduce else ("not started" if parent.reduce is None else
-                        f"{parent.reduce.state}" + ("" if parent.reduce.exit_code is None else f" (exit {parent.reduce.exit_code})")),
-              "started_at": st.started_at, "ended_at": st.ended_at,
-              "cost_usd": None if parent.cost_usd is None else round(parent.cost_usd, 4)}
-    click.echo("\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in fields.items()))
-    if parent.shards:
-        click.echo("\n".join(views.shard_table(parent.shards)))
-    for it in items or ():
-        code = "" if it["exit_code"] is None else it["exit_code"]
-        click.echo(f"{it['state']:<8} {code:>4}  {it['name']}" + ("" if it["item"] in ("", it["name"]) else f"  ({it['item']})"))
+    click.echo("\n".join(views.parent_lines(parent, items)))
     if items and any(it["state"] == "failed" for it in items):
         click.echo(f"a failed item's log: runner logs {job_id} --item NAME", err=True)
 

@@ -240,6 +240,22 @@ def shard_table(shards: list[Shard]) -> list[str]:
     return lines
 
 
+def parent_lines(parent: Parent, items: list[dict] | None = None) -> list[str]:
+    """`runner status ID` of a fan-out job as text: its fields, its shards' table and (given) its items."""
+    st, red = parent.status, parent.reduce
+    reduce = "none" if not parent.has_reduce else "not started" if red is None else \
+        red.state + ("" if red.exit_code is None else f" (exit {red.exit_code})")
+    fields = {"job_id": parent.job_id, "state": st.state, "exit_code": st.exit_code, "reason": st.reason,
+              "items": parent.items_line(), "reduce": reduce, "started_at": st.started_at, "ended_at": st.ended_at,
+              "cost_usd": None if parent.cost_usd is None else round(parent.cost_usd, 4)}
+    lines = [f"{k:>12}: {'' if v is None else v}" for k, v in fields.items()]
+    lines += shard_table(parent.shards) if parent.shards else []
+    for it in items or ():
+        code = "" if it["exit_code"] is None else it["exit_code"]
+        lines.append(f"{it['state']:<8} {code:>4}  {it['name']}" + ("" if it["item"] in ("", it["name"]) else f"  ({it['item']})"))
+    return lines
+
+
 def read_manifest(store: Store, parent: str) -> list[Item]:
     """The frozen manifest, every line checked (RecordError naming the first bad one)."""
     try:
