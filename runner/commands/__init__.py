@@ -1,0 +1,1 @@
+"""The CLI's commands, one module per group; runner/cli.py puts them together."""
