@@ -84,7 +84,7 @@ def wait(store: Store, job_id: str, follow: bool = False, out: BinaryIO | None =
             if progress and looker:
                 progress.update(*looker.look(status, vm))
             if status.final:
-                _until_powered_off(store, job_id, poll)
+                until_powered_off(store, job_id, poll)
                 return status
             time.sleep(poll)
     finally:
@@ -92,7 +92,7 @@ def wait(store: Store, job_id: str, follow: bool = False, out: BinaryIO | None =
             progress.close()
 
 
-def _until_powered_off(store: Store, job_id: str, poll: float) -> None:
+def until_powered_off(store: Store, job_id: str, poll: float) -> None:
     """For a backend on this host (a local VM), the job ends when the machine is off: wait for it, bounded."""
     inst = instance_of(store, job_id)
     provider = get_provider(inst.cloud) if inst else None

@@ -93,3 +93,21 @@ def test_the_vm_sees_its_own_folder_and_its_inputs_only(vm_env, runner_home, mak
     assert not (store / "data" / "in" / "evil.txt").exists() and not (store / "evil.txt").exists()
     assert (store / "jobs" / job_id / "outputs" / "out.txt").read_text() == "done\n"
     assert "runner home/local" not in Path("/proc/self/mountinfo").read_text()  # the host's mount table is untouched
+
+
+def test_taxi_fanout_over_two_real_vms(vm_env, runner_home, tmp_path):
+    """Two small VMs, each seeing its own shard folder and its parent's items/, reduce/ and outputs/ only."""
+    data = runner_home / "store" / "data" / "nyc-taxi"
+    make_data.generate(data, files=4, rows=20000, seed=11, fmt="both")
+    r = run_cli("launch", str(ROOT / "jobs" / "taxi-fanout"), "--cloud", "local", "--type", "local-1x2", "--vms", "2",
+                "--wait", "--json", "-q", timeout=1200)
+    assert r.returncode == 0, r.stderr + r.stdout
+    job = json.loads(r.stdout)
+    assert job["state"] == "SUCCEEDED" and job["items"]["done"] == job["items"]["total"] == 4
+    assert len(job["shards"]) == 2
+    out = tmp_path / "out"
+    assert run_cli("outputs", job["job_id"], str(out)).returncode == 0
+    rows = list(csv.reader((out / "passenger_counts.csv").read_text().splitlines()))
+    assert rows[0] == ["passenger_count", "trips"] and rows[1:] == expected_rows(reference_counts(data))
+    for k in (0, 1):  # each shard was a VM of its own that powered itself off
+        assert "reboot: Power down" in run_cli("logs", job["job_id"], "--shard", str(k), "--all").stdout

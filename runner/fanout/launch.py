@@ -6,7 +6,7 @@ import getpass
 import json
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runner import input_check, jobs
@@ -74,7 +74,27 @@ def shard_plan(p: FanoutPlan, k: int, items: list[Item]) -> launcher.Plan:
     """The ordinary launch plan of shard k (its items travel in items.tsv, never in user-data)."""
     sid = ids.shard_id(p.job_id, k)
     spec = shard_spec(p.spec, p.job_id, sid)
-    return launcher.Plan(spec, p.job_dir, sid, p.cloud, p.store, launcher.request_for(spec, sid, p.cloud, p.store), p.usd_per_hour)
+    request = launcher.request_for(spec, sid, p.cloud, p.store)
+    over = _in_store(p.spec.items.over, p.store.uri()) if p.spec.items.over else None
+    if over is not None:  # the items' prefix is read item by item, never pulled whole: shared, not an input
+        request = replace(request, mounts=tuple(sorted({*request.mounts, over})))
+    return launcher.Plan(spec, p.job_dir, sid, p.cloud, p.store, request, p.usd_per_hour)
+
+
+def _in_store(uri: str, store: str) -> str | None:
+    """The store-relative path of `uri` when it lies in the store (kept with its trailing '/'), else None."""
+    from runner.render import resolve
+
+    full, root = resolve(uri, store), store.rstrip("/") + "/"
+    return full[len(root):] if full.startswith(root) and full != root else None
+
+
+def for_vm(items: list[Item], store: str, vm_store: str) -> list[Item]:
+    """The items as the VM sees them: a URI in the store is named below the store's root on the VM."""
+    root, vm_root = store.rstrip("/") + "/", vm_store.rstrip("/") + "/"
+    if root == vm_root:
+        return items
+    return [replace(i, item=vm_root + i.item[len(root):]) if i.item.startswith(root) else i for i in items]
 
 
 def plan_fanout(spec: JobSpec, job_dir: Path, cloud: str, store: Store, job_id: str, usd_per_hour: float | None = None) -> FanoutPlan:
@@ -148,7 +168,8 @@ def launch_shards(p: FanoutPlan, slices: list[list[Item]], first: int, code: Pat
         shard = Shard(k, sp.job_id, len(part))
         store = p.store
         try:
-            store.put_bytes(jobs.job_key(sp.job_id, "items.tsv"), listing.items_tsv(part))
+            vm_store = get_provider(p.cloud).store_for_vm(store.uri())
+            store.put_bytes(jobs.job_key(sp.job_id, "items.tsv"), listing.items_tsv(for_vm(part, store.uri(), vm_store)))
             inst = launcher.launch(sp, code=code, extra={"parent": p.job_id, "shard": k})
             shard.vm = inst.id
         except RunnerError as e:
@@ -269,6 +290,8 @@ def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None) -> tupl
                 final[k] = st
             statuses.append(st)
         if statuses and all(s.final for s in statuses):
+            for k in shard_numbers(store, parent):  # on this host, a shard ends when its machine is off
+                watch.until_powered_off(store, ids.shard_id(parent, k), poll)
             return settle(store, parent, statuses)
         if jobs.read_status(store, parent).final:  # cancelled meanwhile: the shards are being stopped
             return settle(store, parent, statuses)

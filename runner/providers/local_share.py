@@ -50,7 +50,31 @@ def plan(store: Path, job_id: str, mounts: Iterable[str]) -> list[Bind]:
     own = root / "jobs" / job_id
     if not own.is_dir() or own.is_symlink():
         raise SpecError(f"the job's folder {own} is not a folder: launch it again")
-    return [*binds, Bind(own, f"jobs/{job_id}", writable=True)]
+    return [*binds, Bind(own, f"jobs/{job_id}", writable=True), *_parent_binds(root, job_id)]
+
+
+# What a fan-out shard writes in its parent's folder: item results, the reduce, the reduce's outputs.
+PARENT_WRITES = ("items", "reduce", "outputs")
+
+
+def _parent_binds(root: Path, job_id: str) -> list[Bind]:
+    """A shard's read-write view of its parent's item results, reduce and outputs (nothing else of the parent)."""
+    from runner.fanout.ids import parent_of
+
+    found = parent_of(job_id)
+    if not found:
+        return []
+    parent = root / "jobs" / found[0]
+    if not parent.is_dir() or parent.is_symlink():
+        raise SpecError(f"the fan-out job's folder {parent} is not a folder: launch it again")
+    binds = []
+    for name in PARENT_WRITES:
+        d = parent / name
+        d.mkdir(exist_ok=True)
+        if d.is_symlink() or not d.resolve().is_relative_to(parent.resolve()):
+            raise SpecError(f"{d} leads out of its job's folder: it is not shared")
+        binds.append(Bind(d.resolve(), f"jobs/{found[0]}/{name}", writable=True))
+    return binds
 
 
 def prepare(share: Path, binds: list[Bind]) -> None:
