@@ -57,6 +57,7 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
             click.echo(f"==> {name} <==")
             joblogs.show(store, job_id, name, out, note, console=name == "console.log")
 
+
 @click.command()
 @click.argument("job_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -92,6 +93,7 @@ def status(job_id, as_json, limit, show_items):
     else:
         click.echo("\n".join(status_table.table(rows)))
 
+
 def _status_of_parent(store, job_id, fan, as_json, show_items):
     """`runner status ID` of a fan-out job: its state, its items, a table of its shards (and with --items, every item)."""
     from runner.fanout import views
@@ -104,6 +106,7 @@ def _status_of_parent(store, job_id, fan, as_json, show_items):
     click.echo("\n".join(views.parent_lines(parent, items)))
     if items and any(it["state"] == "failed" for it in items):
         click.echo(f"a failed item's log: runner logs {job_id} --item NAME", err=True)
+
 
 @click.command()
 @click.argument("job_id")
@@ -132,6 +135,7 @@ def outputs(job_id, dest):
         click.echo(g)
     if not result.got:
         raise NotFoundError(f"{job_id} has no outputs in the store; see `runner status {job_id}` and `runner logs {job_id}`")
+
 
 @click.command()
 @click.argument("job_id")

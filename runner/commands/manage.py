@@ -25,6 +25,7 @@ def cancel(job_id):
     for line in result.lines:
         click.echo(line, err=True)
 
+
 @click.command()
 @click.option("--cloud", "clouds", multiple=True, type=click.Choice(["sandbox", "local", "aws", "gcp"]),
               help="Backend to sweep (repeatable; default: sandbox and local).")
@@ -58,6 +59,7 @@ def gc(clouds, yes):
     elif not yes:
         again = " ".join(["runner gc", *(f"--cloud {c}" for c in clouds), "--yes"])
         click.echo(f"{found} VM(s) found; terminate them with: {again}", err=True)
+
 
 @click.command()
 @click.option("--cloud", type=click.Choice(["sandbox", "local", "aws", "gcp"]), help="Backend to check (default: $RUNNER_CLOUD or config).")

@@ -73,6 +73,7 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, 
     _report(p.job_id, status, as_json)
     sys.exit(watch.exit_code(status))
 
+
 def _wait_through_preemptions(p, follower, progress=None):
     """Wait for the job to end, relaunching it after a preemption as many times as its retries allow."""
     from runner import launch as launcher
@@ -87,6 +88,7 @@ def _wait_through_preemptions(p, follower, progress=None):
         launcher.relaunch(p.store, p.job_id, attempt, on_demand=last and p.spec.retry_on_demand)
         status = watch.wait(p.store, p.job_id, follower=follower, progress=progress)
     return status
+
 
 def _launch_fanout(p, wait, as_json, cancel_on_interrupt):
     """Launch a fan-out job's shards; with `wait`, wait for all of them and exit with the derived code."""
@@ -106,6 +108,7 @@ def _launch_fanout(p, wait, as_json, cancel_on_interrupt):
         return
     _wait_fanout(p.store, p.job_id, p.spec, as_json, cancel_on_interrupt, shards)
 
+
 def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards):
     """Wait for a fan-out job, print one line (or one JSON object), exit with its derived code."""
     from runner import watch
@@ -123,9 +126,11 @@ def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards):
                     f"{c.failed} failed, {c.missing} missing" + (f"; {status.reason}" if status.reason else ""), fg=color, err=True)
     sys.exit(watch.exit_code(status))
 
+
 def _shards_json(job_id, shards):
     return {"shards": [{"shard": s.k, "job_id": s.job_id, "items": s.items, "instance": s.vm or None,
                         **({"error": s.error} if s.error else {})} for s in shards]}
+
 
 def _report(job_id, status, as_json):
     if as_json:
@@ -140,6 +145,7 @@ def _report(job_id, status, as_json):
         click.echo(f"outputs: runner outputs {job_id} ./outputs", err=True)
     click.echo(f"logs:    runner logs {job_id} --all", err=True)
 
+
 @click.command()
 @click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
 @spec_options
@@ -151,6 +157,7 @@ def render(job_dir, cloud, env, **flags):
       runner render jobs/taxi --cloud aws | wc -c
     """
     click.echo(plan_from_flags(job_dir, cloud, env, **flags).request.user_data, nl=False)
+
 
 @click.command()
 @click.argument("job_id")
