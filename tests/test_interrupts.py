@@ -269,3 +269,24 @@ def test_a_cancel_that_fails_still_exits_130_and_names_the_command(runner_home, 
     assert notes[-1] == (f"runner: could not cancel {JOB}: EC2 TerminateInstances: UnauthorizedOperation; "
                          f"it may still be running. Cancel it with: runner cancel {JOB}")
     assert jobs.read_status(store, JOB).state == jobs.RUNNING
+
+
+def test_sigint_while_a_fanout_waits_cancels_every_shard_within_the_window(make_job, runner_home, tmp_path):
+    """A fan-out over 3 shards: one SIGINT in CI cancels the parent and every shard; no shard's process lives on."""
+    marker = f"runner-int-{secrets.token_hex(4)}"
+    d = make_job({"name": "wide", "command": f"echo started; sleep 1000; : {marker}", "vms": 3,
+                  "items": {"manifest": "items.txt", "fetch": False}}, files={"items.txt": "a\nb\nc\n"})
+    err = tmp_path / "launch.err"
+    p = start(["launch", str(d), "--cloud", "sandbox", "--wait", "--json"], err, quiet_env(GITHUB_ACTIONS="true"))
+    parent = wait_for(lambda: [j.name for j in (runner_home / "store" / "jobs").glob("wide-*") if "--s" not in j.name])[0]
+    from runner.fanout.ids import shard_id
+
+    shards = [shard_id(parent, k) for k in range(3)]
+    wait_for(lambda: len(processes_with(marker)) >= 3, 90)  # every shard's item runs
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=WINDOW) == interrupts.EXIT
+    text = err.read_text()
+    assert "Aborted!" not in text and "Traceback" not in text, text
+    assert state_of(runner_home, parent) == "CANCELLED"
+    assert all(state_of(runner_home, s) == "CANCELLED" for s in shards), [state_of(runner_home, s) for s in shards]
+    wait_for(lambda: not processes_with(marker), 30)  # each sandbox's grace ends in a SIGKILL after the CLI returned
