@@ -9,7 +9,8 @@ is in its wait loop (1 s after RunInstances), sends SIGINT and records, with bot
 inside the CLI's process (the same clock, this host): the moment each AWS call after the signal starts,
 the first TerminateInstances among them, and when the CLI exited. GitHub Actions sends SIGTERM 7.5 s
 after SIGINT and SIGKILL 2.5 s later: the target is the terminate call inside 7.5 s.
-A fan-out (N VMs for one job) does not exist in runner yet: its row says so; nothing is measured for it.
+A 20-shard fan-out (20 VMs for one job, one item each) is measured the same way, to its LAST
+TerminateInstances call: the cancel stops every shard.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import benchlib as bl  # noqa: E402
 from aws_launch import PROFILE, REGION, setup  # noqa: E402
 
 TARGET_S = 7.5
+SHARDS = 20
 # The real CLI, with a botocore hook that logs "<unix time> <API call>" for every call it makes.
 HOOKED = r'''
 import sys, time
@@ -43,14 +45,14 @@ main()
 '''
 
 
-def one_run(job_dir: Path, tmp: Path, n: int, cancel: bool) -> dict:
+def one_run(job_dir: Path, tmp: Path, n: int, cancel: bool, vms: int = 1) -> dict:
     """Launch, interrupt, and read what the CLI called after the signal."""
     log = tmp / f"calls-{n}.log"
     flag = "--cancel-on-interrupt" if cancel else "--no-cancel-on-interrupt"
     p = subprocess.Popen([sys.executable, "-c", HOOKED, str(log), "launch", str(job_dir), "--cloud", "aws", "--wait", flag],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=bl.REPO)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "RunInstances" not in (log.read_text() if log.exists() else ""):
+    while time.monotonic() < deadline and (log.read_text() if log.exists() else "").count("RunInstances") < vms:
         if p.poll() is not None:
             raise RuntimeError(f"runner launch ended before its VM started: {p.stderr.read().decode()[-400:]}")
         time.sleep(0.05)
@@ -61,8 +63,9 @@ def one_run(job_dir: Path, tmp: Path, n: int, cancel: bool) -> dict:
     exited = time.time()
     err = p.stderr.read().decode()
     after = [(float(t), name) for t, name in (line.split() for line in log.read_text().splitlines()) if float(t) >= sent]
-    terminate = next((t for t, name in after if name == "TerminateInstances"), None)
-    return {"rc": rc, "terminate_ms": None if terminate is None else (terminate - sent) * 1000,
+    terminates = [t for t, name in after if name == "TerminateInstances"]
+    terminate = terminates[-1] if len(terminates) >= vms else None  # the last VM's
+    return {"rc": rc, "terminate_ms": None if terminate is None else (terminate - sent) * 1000, "terminates": len(terminates),
             "exit_ms": (exited - sent) * 1000, "calls": [name for _, name in after], "stderr": err}
 
 
@@ -75,6 +78,11 @@ def main() -> int:
     job_dir = tmp / "jobs" / "sleeper"
     job_dir.mkdir(parents=True)
     (job_dir / "job.yaml").write_text(json.dumps({"name": "sleeper", "command": "sleep 600"}))
+    wide = tmp / "jobs" / "wide"
+    wide.mkdir(parents=True)
+    (wide / "items.txt").write_text("".join(f"item-{i}\n" for i in range(SHARDS)))
+    (wide / "job.yaml").write_text(json.dumps({"name": "wide", "command": "sleep 600", "vms": SHARDS,
+                                               "items": {"manifest": "items.txt", "fetch": False}}))
     port = bl.free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,19 +100,24 @@ def main() -> int:
             os.environ.pop(var, None)
         setup(url, tmp / "home")
         print(f"- server: python3 -m moto.server on {url}; job: `sleep 600`, default type; {a.reps} runs per row")
-        return measure(a.reps, job_dir, tmp)
+        return measure(a.reps, job_dir, wide, tmp)
     finally:
         bl.stop(server)
 
 
-def measure(reps: int, job_dir: Path, tmp: Path) -> int:
+def measure(reps: int, job_dir: Path, wide: Path, tmp: Path) -> int:
     runs: dict[bool, list[dict]] = {True: [], False: []}
+    fanout: list[dict] = []
     for n in range(reps):
         for cancel in (True, False):
-            r = one_run(job_dir, tmp, 2 * n + cancel, cancel)
+            r = one_run(job_dir, tmp, 3 * n + cancel, cancel)
             if r["rc"] != 130:
                 raise RuntimeError(f"runner launch exited {r['rc']}, not 130: {r['stderr'][-400:]}")
             runs[cancel].append(r)
+        r = one_run(wide, tmp, 3 * n + 2, True, vms=SHARDS)
+        if r["rc"] != 130:
+            raise RuntimeError(f"runner launch of the fan-out exited {r['rc']}, not 130: {r['stderr'][-400:]}")
+        fanout.append(r)
     rows = []
     for cancel, label in ((True, "--cancel-on-interrupt"), (False, "--no-cancel-on-interrupt")):
         got = runs[cancel]
@@ -114,7 +127,12 @@ def measure(reps: int, job_dir: Path, tmp: Path) -> int:
         ok = bool(term) and len(term) == len(got) and max(term) <= TARGET_S * 1000 and max(exits) <= TARGET_S * 1000
         target = f"<= {TARGET_S} s: {bl.verdict(ok)}" if cancel else "exit only"
         rows.append([f"1 VM, {label}", term_cell, f"{bl.median(exits):.0f} / {max(exits):.0f}", target])
-    rows.append(["20-shard fan-out", "not measured: runner has no fan-out yet", "", ""])
+    term = [r["terminate_ms"] for r in fanout if r["terminate_ms"] is not None]
+    exits = [r["exit_ms"] for r in fanout]
+    ok = len(term) == len(fanout) and max(term) <= TARGET_S * 1000 and max(exits) <= TARGET_S * 1000
+    term_cell = f"{bl.median(term):.0f} / {max(term):.0f} (the {SHARDS}th)" if term else f"fewer than {SHARDS} calls"
+    rows.append([f"{SHARDS}-shard fan-out, --cancel-on-interrupt", term_cell, f"{bl.median(exits):.0f} / {max(exits):.0f}",
+                 f"<= {TARGET_S} s: {bl.verdict(ok)}"])
     print(f"\n## SIGINT to ..., ms (median / max of {reps}; {bl.loadavg()} at the end)\n")
     print(bl.table(["case", "TerminateInstances starts", "CLI exited (130)", "target"], rows, align="llll"))
     calls = runs[True][0]["calls"]
