@@ -22,7 +22,11 @@ from runner.providers import aws_permissions as perms
 pytest_plugins = ["aws_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "runner" / "templates" / "startup.sh.j2"
+ITEMS_TEMPLATE = ROOT / "runner" / "templates" / "items.sh.j2"
 JOB = "vm-20240101T000000Z-abcdef"
+PARENT, SHARD = "fan-20240101T000000Z-abcdef", "fan--s1-20240101T000000Z-abcdef"
+LAUNCHER_RECORDS = ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",
+                    "items.tsv", "shards/0", "shards/12")
 
 
 def policies(bucket: str) -> SimpleNamespace:
@@ -50,6 +54,7 @@ SCRIPT_TOOLS = {
     "s5cmd run": ["HeadObject", "GetObject"],  # the pull's plan file: one `cp` download per kept key
     "s5cmd cat": ["GetObject"],
     "aws ssm get-parameter": ["GetParameter"],
+    "aws s3api put-object": ["PutObject"],  # items.sh: reduce/lock, created only if absent (--if-none-match '*')
 }
 
 
@@ -67,29 +72,68 @@ def script_calls(bucket: str, prefix: str) -> list[tuple[str, str, dict]]:
     return calls
 
 
-def test_the_script_uses_only_the_tools_whose_calls_are_checked():
-    text = TEMPLATE.read_text()
-    used = set(re.findall(r"(?:^|[;&|(]\s*|\s)s3 ([a-z]+)\b", text, re.M))
+def item_calls(bucket: str, prefix: str) -> list[tuple[str, str, dict]]:
+    """The AWS calls a fan-out shard's items.sh makes (besides its startup script's), by the keys of the store layout."""
+    parent, shard, name = f"{prefix}/jobs/{PARENT}", f"{prefix}/jobs/{SHARD}", "yellow_tripdata_2012-03.csv"
+    reads = [f"{parent}/items.sh", f"{parent}/manifest.jsonl", f"{parent}/code.tar.gz", f"{shard}/items.tsv",
+             f"{prefix}/data/nyc-taxi/{name}", f"{parent}/reduce/lock", f"{parent}/items/{name}/result/counts.csv"]
+    writes = [f"{parent}/items/{name}/result/counts.csv", f"{parent}/items/{name}/result/sub/part-0.csv",
+              f"{parent}/items/{name}/log", f"{parent}/items/{name}/exit_code", f"{parent}/items/{name}/done",
+              f"{shard}/summary.json", f"{parent}/reduce/status.json", f"{parent}/reduce/log", f"{parent}/reduce/exit_code",
+              f"{parent}/outputs/passenger_counts.csv"]
+    lists = [f"{parent}/items/{name}/done", f"{parent}/items/", f"{prefix}/data/nyc-taxi/"]
+    calls = [("s3", op, {"Bucket": bucket, "Key": k}) for k in reads for op in ("HeadObject", "GetObject")]
+    calls += [("s3", "ListObjectsV2", {"Bucket": bucket, "Prefix": p}) for p in lists]
+    calls += [("s3", op, {"Bucket": bucket, "Key": k}) for k in writes for op in SCRIPT_TOOLS["s5cmd cp (upload)"]]
+    calls += [("s3", op, {"Bucket": bucket, "Key": f"{parent}/reduce/lock"}) for op in SCRIPT_TOOLS["aws s3api put-object"]]
+    return calls
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, ITEMS_TEMPLATE], ids=["startup.sh", "items.sh"])
+def test_the_script_uses_only_the_tools_whose_calls_are_checked(template):
+    text = "\n".join(line for line in template.read_text().splitlines() if "declare -f" not in line)  # names, not calls
+    used = set(re.findall(r"(?:^|[;&|(]\s*|\s)s3 (?:--[a-z-]+ )*([a-z]+)\b", text, re.M))
     known = {tool.split()[1] for tool in SCRIPT_TOOLS if tool.startswith("s5cmd")}
-    assert used and used <= known, f"the startup script uses s5cmd {sorted(used - known)}: add its S3 calls to SCRIPT_TOOLS"
-    assert ("aws ssm get-parameter" in text) == ("aws ssm get-parameter" in SCRIPT_TOOLS)
+    assert used and used <= known, f"{template.name} uses s5cmd {sorted(used - known)}: add its S3 calls to SCRIPT_TOOLS"
+    aws_cli = {" ".join(m) for m in re.findall(r"\baws\b[^\n]*?\b(s3api|ssm|s3|ec2|sts|iam) ([a-z-]+)", text)}
+    assert aws_cli <= {tool.removeprefix("aws ") for tool in SCRIPT_TOOLS if tool.startswith("aws ")}, (
+        f"{template.name} calls aws {sorted(aws_cli)}: add each one's calls to SCRIPT_TOOLS")
     assert not re.search(r"\baws s3\b|\baws ec2\b", text)  # the VM calls nothing else of AWS
+
+
+def test_the_item_runner_uses_the_calls_that_item_calls_checks():
+    text = ITEMS_TEMPLATE.read_text()
+    assert "s3api put-object" in text and "--if-none-match '*'" in text  # the reduce lock: a PutObject, create-only
+    assert re.search(r"\bs3 ls\b", text) and re.search(r"\bs3 --json ls\b", text)  # exists, all_done: ListObjectsV2
 
 
 @pytest.mark.parametrize("prefix", ["runner"])
 def test_the_vm_policy_allows_what_the_script_does_and_nothing_of_the_launchers(prefix):
     vm = policies("my-bucket").vm
-    for service, op, params in script_calls("my-bucket", prefix):
+    for service, op, params in script_calls("my-bucket", prefix) + item_calls("my-bucket", prefix):
         for action, resource, ctx in aws_iam.needs(service, op, params, REGION, ACCOUNT):
             assert aws_iam.decide(vm, action, resource, ctx) == "allowed", f"the VM's role cannot {action} on {resource}"
-    for victim in (JOB, "other-20240101T000000Z-000000"):
-        for name in ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "../job.json"):
+    for victim in (JOB, "other-20240101T000000Z-000000", PARENT, SHARD):
+        for name in (*LAUNCHER_RECORDS, "../job.json"):
             key = f"arn:aws:s3:::my-bucket/{prefix}/jobs/{victim}/{name}"
             assert aws_iam.decide(vm, "s3:PutObject", key) != "allowed", f"the VM may write {key}"
             assert aws_iam.decide(vm, "s3:DeleteObject", key) != "allowed"
     for action in ("ec2:TerminateInstances", "ec2:RunInstances", "iam:PassRole", "s3:DeleteObject", "ssm:PutParameter"):
         assert aws_iam.decide(vm, action, "*") == "implicitDeny"
     assert aws_iam.decide(vm, "ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/db") == "implicitDeny"
+
+
+def test_the_vm_policy_grants_a_fan_out_only_its_item_reduce_and_summary_keys():
+    vm = policies("my-bucket").vm
+    parent = f"arn:aws:s3:::my-bucket/runner/jobs/{PARENT}"
+    for key in ("items/a.csv/result/x.csv", "items/a.csv/log", "items/a.csv/exit_code", "items/a.csv/done",
+                "reduce/lock", "reduce/log", "reduce/exit_code", "reduce/status.json", "summary.json"):
+        assert aws_iam.decide(vm, "s3:PutObject", f"{parent}/{key}") == "allowed", key
+    for key in ("items/a.csv/other", "items/a.csv", "items/done", "reduce/other", "reduce", "items.sh", "items.tsv",
+                "manifest.jsonl", "shards/3", "summary.jsonl", "x.json"):
+        assert aws_iam.decide(vm, "s3:PutObject", f"{parent}/{key}") == "implicitDeny", key
+    for key in ("items/a/done", "reduce/lock", "summary.json"):  # only below a job's folder in the store
+        assert aws_iam.decide(vm, "s3:PutObject", f"arn:aws:s3:::my-bucket/elsewhere/{key}") == "implicitDeny", key
 
 
 def test_the_doctors_lists_match_the_policies():
@@ -154,6 +198,54 @@ def test_every_call_the_launcher_makes_is_allowed_by_the_launcher_policy(aws, ho
     doctor = {(n.action, kind(n.resource)) for n in perms.launcher_needs(REGION, ACCOUNT, aws.bucket, "runner", VM_ROLE)}
     assert needed - {("iam:GetInstanceProfile", "iam:instance-profile"), ("iam:SimulatePrincipalPolicy", "iam:role"),
                      ("iam:SimulatePrincipalPolicy", "iam:user")} <= doctor
+
+
+def test_every_call_a_fan_out_makes_from_the_launcher_is_allowed_by_the_launcher_policy(aws, hook, make_job, monkeypatch):
+    from click.testing import CliRunner
+
+    from runner import jobs
+    from runner.cli import main
+    from runner.fanout import ids
+    from runner.store import open_store
+
+    subnet = aws.ec2.describe_subnets()["Subnets"][0]
+    monkeypatch.setenv("RUNNER_AWS_SUBNETS", subnet["SubnetId"])
+    monkeypatch.setenv("RUNNER_AWS_SECURITY_GROUP", aws.ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"])
+    for name in ("yellow_tripdata_2012-01.csv", "yellow_tripdata_2012-02.csv", "yellow_tripdata_2012-03.csv", "notes.txt"):
+        aws.s3.put_object(Bucket=aws.bucket, Key=f"runner/data/trips/{name}", Body=b"x" * 100)
+    d = make_job({"name": "fan", "command": "true", "items": {"over": "data/trips/", "match": "yellow_*"}, "vms": 2,
+                  "reduce": {"command": "true", "outputs": {"total.csv": None}}})
+    calls: list = []
+    aws_iam.recorder(hook, calls)
+    cli = CliRunner()
+    launched = cli.invoke(main, ["launch", str(d), "--cloud", "aws", "--json"], catch_exceptions=False)
+    assert launched.exit_code == 0, launched.output
+    parent = json.loads(launched.stdout)["job_id"]
+    store = open_store(aws.env["RUNNER_STORE"])
+    name = "yellow_tripdata_2012-01.csv"
+    store.put_bytes(jobs.job_key(parent, "items", name, "done"), b"")  # as a shard's VM would
+    store.put_bytes(jobs.job_key(parent, "items", name, "log"), b"counted\n")
+    store.put_bytes(jobs.job_key(parent, "items", name, "result", "counts.csv"), b"1,2\n")
+    for args in (["status", parent, "--items"], ["status", parent, "--json"], ["logs", parent, "--item", name],
+                 ["logs", parent, "--shard", "0"], ["cancel", parent], ["retry", parent, "--vms", "1"],
+                 ["outputs", parent, str(make_job({}, name="dest"))]):
+        r = cli.invoke(main, args, catch_exceptions=False)
+        assert r.exit_code == 0, (args, r.output)
+    puts = [params["Key"] for _, op, params in calls if op == "PutObject"]
+    written = {k.removeprefix(f"runner/jobs/{parent}/") for k in puts if k.startswith(f"runner/jobs/{parent}/")}
+    assert {"job.json", "code.tar.gz", "manifest.jsonl", "items.sh", "status.json", "shards/0", "shards/1",
+            "shards/2"} <= written
+    shards = {k.removeprefix("runner/jobs/") for k in puts if k.startswith("runner/jobs/fan--s")}
+    assert f"{ids.shard_id(parent, 2)}/items.tsv" in shards
+
+    launcher_policy = policies(aws.bucket).launcher
+    for service, op, params in calls:
+        for action, resource, ctx in aws_iam.needs(service, op, params, REGION, ACCOUNT):
+            assert aws_iam.decide(launcher_policy, action, resource, ctx) == "allowed", f"{service} {op}: {action} on {resource}"
+    vm = policies(aws.bucket).vm
+    ours = {"status.json"} | {k for k in written if k.startswith("items/")}  # the derived state; this test's items
+    for key in {f"{parent}/{k}" for k in written - ours} | {k for k in shards if not k.endswith("/status.json")}:
+        assert aws_iam.decide(vm, "s3:PutObject", f"arn:aws:s3:::{aws.bucket}/runner/jobs/{key}") == "implicitDeny", key
 
 
 # ---------------------------------------------------------------- runner doctor
