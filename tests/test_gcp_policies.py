@@ -76,7 +76,7 @@ class Name(str):
         return s in self
 
     def extract(self, template):
-        before, after = template.split("{id}")
+        before, after = re.split(r"\{[a-z]+\}", template)
         i = self.find(before)
         j = self.find(after, i + len(before)) if i >= 0 else -1
         return Name(self[i + len(before):j]) if i >= 0 and j >= 0 else Name("")
@@ -89,12 +89,47 @@ def allowed(expression: str, key: str) -> bool:
     return bool(eval(py, {}, {"resource": type("R", (), {"name": Name(f"projects/_/buckets/b/objects/{key}")})}))
 
 
+def writable(key: str) -> bool:
+    """Whether the VM's service account may create, overwrite or delete object `key` (any objectUser binding)."""
+    conds = [b["condition"]["expression"] for b in bindings()["bucket"] if b["role"] == "roles/storage.objectUser"]
+    assert conds and all(len(c) <= 12800 for c in conds)  # IAM's limit on a condition's expression
+    return any(allowed(c, key) for c in conds)
+
+
+LAUNCHER_RECORDS = ("job.json", "user-data", "code.tar.gz", "instance.json", "cancel", "manifest.jsonl", "items.sh",
+                    "items.tsv", "shards/0", "shards/12")
+
+
 def test_the_vm_writes_only_status_logs_outputs_and_checkpoint():
-    [cond] = [b["condition"]["expression"] for b in bindings()["bucket"] if b["role"] == "roles/storage.objectUser"]
     job = "runner/jobs/demo-20240101T000000Z-abcdef"
     for key in ("status.json", "logs/1/job.log.000000", "logs/console.log", "outputs/all rows.csv", "outputs/a/b.csv",
                 "checkpoint/step-3/model.pt"):
-        assert allowed(cond, f"{job}/{key}"), key
-    for key in ("job.json", "user-data", "code.tar.gz", "instance.json", "cancel", "x/status.json", "x/logs/a"):
-        assert not allowed(cond, f"{job}/{key}"), key
-    assert not allowed(cond, "runner/other/status.json") and not allowed(cond, "elsewhere/jobs/j/status.json")
+        assert writable(f"{job}/{key}"), key
+    for key in (*LAUNCHER_RECORDS, "x/status.json", "x/logs/a"):
+        assert not writable(f"{job}/{key}"), key
+    assert not writable("runner/other/status.json") and not writable("elsewhere/jobs/j/status.json")
+
+
+def test_a_fan_out_vm_writes_its_items_reduce_and_summary_and_no_launcher_record():
+    parent, shard = "runner/jobs/fan-20240101T000000Z-abcdef", "runner/jobs/fan--s1-20240101T000000Z-abcdef"
+    for name in ("yellow_tripdata_2012-03.csv", "logs.csv", "done", "items", "result", "a-1f2e3d4c"):
+        for key in ("result/counts.csv", "result/sub/part-0.csv", "log", "exit_code", "done"):
+            assert writable(f"{parent}/items/{name}/{key}"), f"items/{name}/{key}"
+    for key in ("reduce/lock", "reduce/status.json", "reduce/log", "reduce/exit_code", "outputs/passenger_counts.csv"):
+        assert writable(f"{parent}/{key}"), key
+    assert writable(f"{shard}/summary.json") and writable(f"{shard}/status.json")
+    for job in (parent, shard):
+        for key in (*LAUNCHER_RECORDS, "items/a.csv/other", "items/a.csv", "items/done", "items/a/b/log", "reduce/other",
+                    "reduce", "reduce/x/lock", "summary.jsonl", "x/summary.json", "items/a/x/result/y"):
+            assert not writable(f"{job}/{key}"), key
+    for key in ("items/a/done", "reduce/lock", "summary.json", "jobs/items/a/done"):
+        assert not writable(f"runner/{key}") and not writable(f"elsewhere/jobs/j/{key}"), key
+
+
+def test_the_scripts_gs_calls_need_only_what_the_vm_is_granted():
+    reads = {"stat": "storage.objects.get", "cat": "storage.objects.get", "ls": "storage.objects.list"}
+    for template in ("startup.sh.j2", "items.sh.j2"):
+        text = "\n".join(line for line in (ROOT / "runner" / "templates" / template).read_text().splitlines()
+                         if "declare -f" not in line)
+        used = set(re.findall(r"(?:^|[;&|(]\s*|\s)gs (?:-[a-zA-Z] (?:[a-z-]+:[0-9]+ |default )?|-o \S+ )*([a-z]+)\b", text, re.M))
+        assert used and used <= {"cp", "rsync", *reads}, f"{template} uses gsutil {sorted(used)}: check its permissions"
