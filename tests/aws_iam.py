@@ -80,6 +80,9 @@ def needs(service: str, op: str, params: Mapping, region: str, account: str, job
         ("ec2", "DescribeSubnets"): [("ec2:DescribeSubnets", "*", {})],
         ("ec2", "DescribeSecurityGroups"): [("ec2:DescribeSecurityGroups", "*", {})],
         ("ec2", "DescribeSpotPriceHistory"): [("ec2:DescribeSpotPriceHistory", "*", {})],
+        ("ec2", "DescribeInstanceTypes"): [("ec2:DescribeInstanceTypes", "*", {})],
+        ("service-quotas", "GetServiceQuota"): [
+            ("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:{params.get('ServiceCode')}/{params.get('QuotaCode')}", {})],
         ("ec2", "TerminateInstances"): [("ec2:TerminateInstances", f"{ec2}:instance/{i}", tagged) for i in params.get("InstanceIds", [])],
         ("ec2", "GetConsoleOutput"): [("ec2:GetConsoleOutput", f"{ec2}:instance/{params.get('InstanceId')}", tagged)],
         ("iam", "GetInstanceProfile"): [("iam:GetInstanceProfile", f"arn:aws:iam::{account}:instance-profile/{params.get('InstanceProfileName')}", {})],

@@ -56,6 +56,8 @@ class FakeGoogle:
         self.private_access: dict[str, bool] = {}  # region -> Private Google Access of its subnets (True unless set)
         self.routers: dict[str, list[dict]] = {}  # region -> its Cloud Routers (REST JSON)
         self.vm = ("us-central1-a", "")  # whose metadata server this is (the shutdown-script's VM)
+        self.quotas: dict[str, list[dict]] = {}  # region -> its quotas as regions.get lists them (default: CPUS 1000)
+        self.region_errors: dict[str, tuple[int, str, str]] = {}  # region -> the error regions.get answers
         self.next_id = 1000
         self.url = ""
 
@@ -193,6 +195,14 @@ class FakeGoogle:
     def get_routers(self, request, region):
         return ok({"items": self.routers.get(region, [])})
 
+    def get_region(self, request, region):
+        if region in self.region_errors:
+            return error(*self.region_errors[region])
+        if region not in {z[:-2] for z in ZONES}:
+            return error(404, "notFound", f"The resource 'projects/{PROJECT}/regions/{region}' was not found")
+        quotas = self.quotas.get(region, [{"metric": "CPUS", "limit": 1000.0, "usage": 0.0}])
+        return ok({"kind": "compute#region", "name": region, "status": "UP", "quotas": quotas})
+
     ROUTES = (
         ("zones", get_zones), ("zones/(?P<zone>[^/]+)", get_zone),
         ("global/images/family/(?P<family>[^/]+)", get_family), ("global/images/(?P<image>[^/]+)", get_image),
@@ -203,6 +213,7 @@ class FakeGoogle:
         ("aggregated/instances", get_aggregated),
         ("regions/(?P<region>[^/]+)/subnetworks/(?P<name>[^/]+)", get_subnet),
         ("regions/(?P<region>[^/]+)/routers", get_routers),
+        ("regions/(?P<region>[^/]+)", get_region),
         ("zones/(?P<zone>[^/]+)/operations/(?P<op>[^/]+)/wait", post_wait),
         ("zones/(?P<zone>[^/]+)/operations", get_ops),
     )

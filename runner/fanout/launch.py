@@ -37,14 +37,25 @@ class FanoutPlan:
     slices: list[list[Item]]
     usd_per_hour: float | None = None
     notes: list[str] = field(default_factory=list)
+    quota: dict | None = None  # the vCPU quota check's result, once made (check_quota)
 
     @property
     def request(self):
         """Shard 0's launch request (every shard's is the same but for its id)."""
         return shard_plan(self, 0, self.slices[0]).request
 
+    def check_quota(self) -> dict:
+        """The account's vCPU quota against all the VMs (a cloud's, made once): QuotaError when the run cannot fit;
+        a quota that cannot be read is a warning on stderr."""
+        if self.quota is None:
+            self.quota = _quota(self.cloud, self.request, len(self.slices))
+            if self.quota.get("quota_fits") is None and "quota" in self.quota:
+                sys.stderr.write(f"runner: warning: the vCPU quota was {self.quota['quota']}\n")
+        return self.quota
+
     def summary(self) -> dict:
-        """What `--dry-run` prints: the VMs, each one's share of the items, the prices for all of them."""
+        """What `--dry-run` prints: the VMs, each one's share of the items, the prices for all of them, the quota check."""
+        quota = self.check_quota()
         r = self.request
         vms = len(self.slices)
         rate = self.usd_per_hour
@@ -58,7 +69,15 @@ class FanoutPlan:
             summary.update(code_bytes=code.size, code_files=code.files, code_skipped=list(code.skipped))
         quote = getattr(get_provider(self.cloud), "quote", None)  # a cloud adds its prices and zones
         quoted = quote(r) if quote else {}
-        return {**summary, **quoted, **listing.describe_plan(self.items, self.slices, self.spec.vms, {**summary, **quoted})}
+        return {**summary, **quoted, **listing.describe_plan(self.items, self.slices, self.spec.vms, {**summary, **quoted}), **quota}
+
+
+def _quota(cloud: str, request, vms: int) -> dict:
+    """The cloud's vCPU quota check for `vms` VMs of the request's type ({} where the backend has no quota)."""
+    from runner.providers import aws_quota, gcp_quota
+
+    check = {"aws": aws_quota.check, "gcp": gcp_quota.check}.get(cloud)
+    return check(get_provider(cloud), request, vms) if check else {}
 
 
 def shard_spec(spec: JobSpec, parent: str, shard: str) -> JobSpec:
@@ -136,6 +155,7 @@ class Shard:
 def launch_fanout(p: FanoutPlan) -> list[Shard]:
     """Write the parent's records, then launch every shard; a shard that fails to start is FAILED, the rest go on."""
     store = p.store
+    p.check_quota()  # a run the account's vCPU quota cannot hold is refused before anything is created
     input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)  # the parent's own inputs, before anything is created
     with packing.packed(p.job_dir) as code:  # packed once: every shard's code.tar.gz is the same bytes
         if code.skipped:

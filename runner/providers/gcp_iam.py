@@ -28,6 +28,7 @@ CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("GET", r"global/images/[^/]+", ("compute.images.get",)),
     ("GET", r"regions/[^/]+/subnetworks/[^/]+", ("compute.subnetworks.get",)),
     ("GET", r"regions/[^/]+/routers", ("compute.routers.list",)),
+    ("GET", r"regions/[^/]+", ("compute.regions.get",)),  # a fan-out's check of the regional vCPU quotas
 )
 EXTERNAL_IP = ("compute.subnetworks.useExternalIp",)  # only when VMs get an external IP
 CALL_RE = re.compile(r"/compute/v1/projects/[^/]+/(?P<rest>.+)\Z")
