@@ -270,3 +270,45 @@ def test_a_failed_reduce_is_recorded_and_a_shard_holding_the_lock_reruns_it_alon
     assert lines(marks / "reduce-runs") == [shard_id(1)] and len(lines(marks / "runs")) == 5
     assert json.loads(store.get(f"jobs/{PARENT}/reduce/status.json"))["state"] == "SUCCEEDED"
     assert store.get(f"jobs/{PARENT}/outputs/total.txt").decode().splitlines() == sorted(FILES)
+
+
+COUNTING_S5CMD = """#!/bin/bash
+# Log every s5cmd call (unix time, then its arguments, one per field), then run the real one.
+printf '%s' "$EPOCHREALTIME" >> {log}; printf '\\t%s' "$@" >> {log}; echo >> {log}
+exec {real} "$@"
+"""
+
+
+def test_each_item_is_one_upload_of_its_folder_then_its_done_marker_and_the_summary_at_most_once_a_second(tmp_path, request):
+    store = Store("s3", tmp_path, request)
+    items = [f"item-{i:02d}" for i in range(24)]
+    store.put(f"jobs/{PARENT}/items.sh", render_items('echo "$RUNNER_ITEM" > "$RUNNER_ITEM_OUTPUT/r"; echo ran', PARENT, store.uri, 3, False))
+    store.put(f"jobs/{PARENT}/manifest.jsonl", "".join(json.dumps({"name": i, "item": i, "size": None}) + "\n" for i in items))
+    store.put(f"jobs/{PARENT}/items/{items[0]}/done", "")  # done by an earlier attempt: not run again
+    store.put(f"jobs/{shard_id(0)}/items.tsv", "".join(f"{i}\t{i}\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/code.tar.gz", code_tar({"item.sh": ITEM_SH}))
+    calls, shim = tmp_path / "s5cmd.log", tmp_path / "shim"
+    shim.mkdir()
+    (shim / "s5cmd").write_text(COUNTING_S5CMD.format(log=calls, real=shutil.which("s5cmd")))
+    (shim / "s5cmd").chmod(0o755)
+    vm = VM(tmp_path / "vm", store.uri, shard_id(0), extra_path=[shim])
+    vm.start({"name": "fan", "command": "bash .runner/items.sh",
+              "inputs": {f"jobs/{PARENT}/items.sh": ".runner/items.sh", f"jobs/{shard_id(0)}/items.tsv": ".runner/items.tsv",
+                         f"jobs/{PARENT}/manifest.jsonl": ".runner/manifest.jsonl"}}, s3_endpoint=store.endpoint)
+    vm.wait()
+    assert store.status(shard_id(0))["state"] == "SUCCEEDED", vm.console
+    base = f"{store.uri}/jobs/{PARENT}/items/"
+    log = [line.split("\t") for line in calls.read_text().splitlines()]
+    uploads = [(float(c[0]), c[-1]) for c in log if "cp" in c and c[-1].startswith(base)]
+    for name in items[1:]:
+        mine = [dest for _, dest in uploads if dest.startswith(f"{base}{name}/")]
+        assert mine == [f"{base}{name}/", f"{base}{name}/done"], mine  # its folder (result, log, exit code) in one, done last
+        assert store.item(name, "result/r") == f"{name}\n".encode() and store.item(name, "exit_code").strip() == b"0"
+        assert store.item(name, "log") == b"ran\n" and store.item(name, "done") == b""
+    assert not [dest for _, dest in uploads if dest.startswith(f"{base}{items[0]}/")]
+    lists = [c for c in log if "ls" in c and any(a.startswith(base) for a in c)]
+    assert len(lists) == 1, lists  # the done-markers listed once, not looked up item by item
+    summaries = [float(c[0]) for c in log if "cp" in c and c[-1].endswith(f"/jobs/{shard_id(0)}/summary.json")]
+    assert summaries and len({int(t) for t in summaries[:-1]}) == len(summaries) - 1, summaries  # one a second, then the last
+    summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
+    assert (summary["total"], summary["done"], summary["failed"], summary["failed_items"]) == (24, 24, 0, {})

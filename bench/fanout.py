@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Fan-out: the per-item overhead of a shard's item runner, the cost of launching 50 shards, and
+jobs/taxi-fanout beside jobs/taxi, side by side in one run.
+
+Usage: python3 bench/fanout.py [--items 2000] [--before REV] [--shards 50] [--rows 400000] [--only overhead,launch,taxi]
+
+1. Per-item overhead: N tiny items (`echo x > $RUNNER_ITEM_OUTPUT/r`, fetch: false, a manifest) over 2 shards
+   in the sandbox (`runner launch --cloud sandbox --vms 2 --wait`), with this tree's items.sh and with REV's
+   (default: the last commit before items.sh packed each item into one push), checked out in a temporary git
+   worktree; beside the seeds' own way: `xargs -P <nproc>` running the same command per key, each key's
+   result copied into a folder as the shard puts it into its store. Items per second is measured from the
+   first item's result to the last one's (file mtimes: the store's done-markers, xargs' copied results),
+   so the launch itself is not in it; the wall time of the whole launch is beside it. Target: >= 0.8x xargs.
+2. Launch cost: one 50-shard fan-out (`runner launch --cloud aws`, a moto server on 127.0.0.1) vs 50
+   launches of an ordinary one-command job, each a fresh CLI process; AWS API calls counted by a botocore
+   hook inside the CLI process, and wall time.
+3. jobs/taxi-fanout (2 sandbox shards) vs jobs/taxi on the same synthetic data (jobs/taxi/make_data.py):
+   their passenger_counts.csv compared byte for byte, wall times beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+TARGET = 0.8
+BEFORE = "2212e43"  # items.sh pushed each item's result, log, exit code and done one by one, summary per item
+TINY = 'echo x > "$RUNNER_ITEM_OUTPUT/r"'
+# The seeds' way, per key: the same command, then its result copied into a folder (as a shard pushes it).
+XARGS_ITEM = r'''out=$W/out/$1; mkdir -p "$out" && RUNNER_ITEM="$1" RUNNER_ITEM_OUTPUT="$out" bash -c "$CMD" &&
+mkdir -p "$W/results/$1" && cp -R -- "$out/." "$W/results/$1/"'''
+CLEAN = ("RUNNER_STORE", "RUNNER_CLOUD", "RUNNER_S3_ENDPOINT", "RUNNER_CONFIG", "RUNNER_IMAGES", "AWS_PROFILE")
+
+
+def base_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN}
+    env["RUNNER_HOME"] = str(home)
+    return env
+
+
+def rate(mtimes: list[float]) -> float:
+    """Items per second from the first result to the last (n results, n - 1 intervals)."""
+    span = max(mtimes) - min(mtimes)
+    return (len(mtimes) - 1) / span if span > 0 else float("inf")
+
+
+def fanout_run(tree: Path, tmp: Path, n: int) -> dict:
+    """N tiny items over 2 sandbox shards with `tree`'s runner: rate between the first and last done-marker, wall."""
+    home = tmp / "home"
+    job = tmp / "tiny"
+    job.mkdir(parents=True)
+    (job / "items.txt").write_text("".join(f"item-{i:05d}\n" for i in range(n)))
+    (job / "job.yaml").write_text(json.dumps({"name": "tiny", "command": TINY, "vms": 2,
+                                              "items": {"manifest": "items.txt", "fetch": False}}))
+    env = {**base_env(home), "PYTHONPATH": str(tree)}
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "runner", "launch", str(job), "--cloud", "sandbox", "--wait", "--json"],
+                       cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - t0
+    if r.returncode:
+        raise SystemExit(f"fan-out launch with {tree} failed ({r.returncode}): {r.stderr[-600:]}")
+    parent = json.loads(r.stdout.strip().splitlines()[-1])["job_id"]
+    items = home / "store" / "jobs" / parent / "items"
+    done = [p.stat().st_mtime for p in items.glob("*/done")]
+    results = len(list(items.glob("*/result/r")))
+    if len(done) != n or results != n:
+        raise SystemExit(f"{tree}: {len(done)} done-markers and {results} results of {n} items")
+    return {"rate": rate(done), "wall": wall}
+
+
+def xargs_run(tmp: Path, n: int) -> dict:
+    """The same N items with `xargs -P nproc`, each result copied into results/<key>/."""
+    w = tmp / "xargs"
+    (w / "out").mkdir(parents=True)
+    keys = "".join(f"item-{i:05d}\n" for i in range(n))
+    env = {**os.environ, "W": str(w), "CMD": TINY}
+    procs = str(os.cpu_count() or 1)
+    t0 = time.monotonic()
+    subprocess.run(["xargs", "-P", procs, "-n", "1", "bash", "-c", XARGS_ITEM, "_"], input=keys, text=True, env=env, check=True)
+    wall = time.monotonic() - t0
+    done = [p.stat().st_mtime for p in (w / "results").glob("*/r")]
+    if len(done) != n:
+        raise SystemExit(f"xargs: {len(done)} results of {n} items")
+    return {"rate": rate(done), "wall": wall}
+
+
+def overhead(n: int, before: str, tmp: Path) -> None:
+    print(f"\n## 1. Per-item overhead: {n} tiny items, `{TINY}`, fetch: false\n")
+    rows, res = [], {}
+    old = tmp / "before-tree"
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), before], cwd=bl.REPO, check=True)
+    try:
+        res["xargs"] = xargs_run(tmp / "x", n)
+        res["before"] = fanout_run(old, tmp / "before", n)
+        res["after"] = fanout_run(bl.REPO, tmp / "after", n)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=bl.REPO, check=False)
+    base = res["xargs"]["rate"]
+    labels = {"xargs": f"xargs -P {os.cpu_count()} (the seeds' way)", "before": f"2 sandbox shards, items.sh of {before}",
+              "after": "2 sandbox shards, items.sh of this tree"}
+    for key in ("xargs", "before", "after"):
+        r = res[key]
+        rows.append([labels[key], f"{r['rate']:.0f}", f"{r['rate'] / base:.2f}x", f"{r['wall']:.1f}", f"{n / r['wall']:.0f}"])
+    print(bl.table(["way", "items/s (first to last result)", "of xargs", "wall s (whole launch)", "items/s over the wall"], rows))
+    print(f"\nthis tree >= {TARGET}x xargs: {bl.verdict(res['after']['rate'] >= TARGET * base)} ({bl.loadavg()} at the end)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--before", default=BEFORE)
+    ap.add_argument("--shards", type=int, default=50)
+    ap.add_argument("--rows", type=int, default=400_000)
+    ap.add_argument("--only", default="overhead,launch,taxi")
+    a = ap.parse_args()
+    parts = set(a.only.split(","))
+    bl.header("Fan-out: per-item overhead, launching many shards, taxi-fanout beside taxi")
+    print(f"- bash {bl.first_line(['bash', '--version']).split('version ')[-1]}; xargs {bl.first_line(['xargs', '--version'])}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    try:
+        if "overhead" in parts:
+            overhead(a.items, a.before, tmp / "overhead")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
