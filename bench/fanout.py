@@ -40,6 +40,8 @@ TINY = 'echo x > "$RUNNER_ITEM_OUTPUT/r"'
 # The seeds' way, per key: the same command, then its result copied into a folder (as a shard pushes it).
 XARGS_ITEM = r'''out=$W/out/$1; mkdir -p "$out" && RUNNER_ITEM="$1" RUNNER_ITEM_OUTPUT="$out" bash -c "$CMD" &&
 mkdir -p "$W/results/$1" && cp -R -- "$out/." "$W/results/$1/"'''
+S3_CALLS = {"PutObject", "GetObject", "HeadObject", "ListObjectsV2", "DeleteObject", "DeleteObjects", "CopyObject",
+            "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadBucket"}
 CLEAN = ("RUNNER_STORE", "RUNNER_CLOUD", "RUNNER_S3_ENDPOINT", "RUNNER_CONFIG", "RUNNER_IMAGES", "AWS_PROFILE")
 
 
@@ -116,11 +118,101 @@ def overhead(n: int, before: str, tmp: Path) -> None:
     print(f"\nthis tree >= {TARGET}x xargs: {bl.verdict(res['after']['rate'] >= TARGET * base)} ({bl.loadavg()} at the end)")
 
 
+def hooked(args: list[str], log: Path, env: dict) -> float:
+    """The real CLI with ARGS in a fresh process, its AWS calls logged to LOG; its wall time."""
+    from interrupt import HOOKED
+
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", HOOKED, str(log), *args], cwd=bl.REPO, env=env, capture_output=True, text=True,
+                       timeout=600)
+    wall = time.monotonic() - t0
+    if r.returncode:
+        raise SystemExit(f"runner {' '.join(args)} failed ({r.returncode}): {r.stderr[-600:]}")
+    return wall
+
+
+def launch_cost(shards: int, singles: int, tmp: Path) -> None:
+    """One fan-out of SHARDS shards vs SINGLES launches of a one-command job, against a moto server."""
+    from aws_launch import PROFILE, REGION, setup
+
+    print(f"\n## 2. Launch cost on AWS (moto server on 127.0.0.1): one {shards}-shard fan-out vs {singles} single launches\n")
+    wide, single = tmp / "jobs" / "wide", tmp / "jobs" / "single"
+    wide.mkdir(parents=True)
+    single.mkdir(parents=True)
+    (wide / "items.txt").write_text("".join(f"item-{i}\n" for i in range(shards)))
+    (wide / "job.yaml").write_text(json.dumps({"name": "wide", "command": "true", "vms": shards,
+                                               "items": {"manifest": "items.txt", "fetch": False}}))
+    (single / "job.yaml").write_text(json.dumps({"name": "single", "command": "true"}))
+    port = bl.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = dict(os.environ)
+    try:
+        bl.wait_port(port, proc=server)
+        url = f"http://127.0.0.1:{port}"
+        env = {**base_env(tmp / "home"), "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+               "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_DISABLED": "true",
+               "RUNNER_STORE": "s3://runner-bench/runner", "RUNNER_AWS_REGION": REGION, "RUNNER_AWS_INSTANCE_PROFILE": PROFILE}
+        for var in ("RUNNER_AWS_SUBNETS", "RUNNER_AWS_SECURITY_GROUP", "CI", "GITHUB_ACTIONS"):
+            env.pop(var, None)
+        os.environ.update(env)  # setup's boto3 clients talk to the server too
+        setup(url, tmp / "home")
+        wide_log, single_log = tmp / "wide.log", tmp / "single.log"
+        wide_s = hooked(["launch", str(wide), "--cloud", "aws", "--json"], wide_log, env)
+        single_s = sum(hooked(["launch", str(single), "--cloud", "aws", "--json"], single_log, env) for _ in range(singles))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        bl.stop(server)
+    rows = []
+    for label, log, wall in ((f"1 fan-out, {shards} shards", wide_log, wide_s), (f"{singles} single launches", single_log, single_s)):
+        calls = Counter(line.split()[1] for line in log.read_text().splitlines())
+        ec2 = sum(n for name, n in calls.items() if name not in S3_CALLS)
+        rows.append([label, sum(calls.values()), ec2, calls["RunInstances"], f"{wall:.1f}",
+                     ", ".join(f"{name} {n}" for name, n in calls.most_common())])
+    print(bl.table(["launch", "AWS calls", "not S3", "RunInstances", "wall s (CLI processes)", "calls by name"], rows,
+                   align="lrrrrl"))
+
+
+def taxi(files: int, rows: int, tmp: Path) -> None:
+    """jobs/taxi-fanout over 2 sandbox shards and jobs/taxi on the same data: outputs compared, wall times."""
+    import importlib.util
+
+    print(f"\n## 3. jobs/taxi-fanout (2 sandbox shards) vs jobs/taxi: {files} trip files, {rows} rows\n")
+    spec = importlib.util.spec_from_file_location("make_data", bl.REPO / "jobs" / "taxi" / "make_data.py")
+    make_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_data)
+    home = tmp / "home"
+    make_data.generate(home / "store" / "data" / "nyc-taxi", files=files, rows=rows, seed=7, fmt="both")
+    env = base_env(home)
+    got, table_rows = {}, []
+    for job, extra in (("taxi-fanout", ["--vms", "2"]), ("taxi", [])):
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "runner", "launch", f"jobs/{job}", "--cloud", "sandbox", "--wait", "--json", *extra],
+                           cwd=bl.REPO, env=env, capture_output=True, text=True, timeout=1800)
+        wall = time.monotonic() - t0
+        if r.returncode:
+            raise SystemExit(f"jobs/{job} failed ({r.returncode}): {r.stderr[-600:]}")
+        job_id = json.loads(r.stdout.strip().splitlines()[-1])["job_id"]
+        dest = tmp / "out" / job
+        o = subprocess.run([sys.executable, "-m", "runner", "outputs", job_id, str(dest)], cwd=bl.REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+        if o.returncode:
+            raise SystemExit(f"runner outputs {job_id} failed: {o.stderr[-600:]}")
+        got[job] = (dest / "passenger_counts.csv").read_bytes()
+        table_rows.append([f"jobs/{job}" + (" (2 shards, 1 item per file)" if extra else " (1 VM)"), f"{wall:.1f}",
+                           f"{len(got[job].splitlines()) - 1}"])
+    print(bl.table(["job", "launch --wait s", "rows in passenger_counts.csv"], table_rows))
+    print(f"\npassenger_counts.csv byte for byte equal: {bl.verdict(got['taxi-fanout'] == got['taxi'])}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--before", default=BEFORE)
     ap.add_argument("--shards", type=int, default=50)
+    ap.add_argument("--singles", type=int, default=50)
+    ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--rows", type=int, default=400_000)
     ap.add_argument("--only", default="overhead,launch,taxi")
     a = ap.parse_args()
@@ -131,6 +223,10 @@ def main() -> int:
     try:
         if "overhead" in parts:
             overhead(a.items, a.before, tmp / "overhead")
+        if "launch" in parts:
+            launch_cost(a.shards, a.singles, tmp / "launch")
+        if "taxi" in parts:
+            taxi(a.files, a.rows, tmp / "taxi")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
