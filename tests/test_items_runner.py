@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -312,3 +314,57 @@ def test_each_item_is_one_upload_of_its_folder_then_its_done_marker_and_the_summ
     assert summaries and len({int(t) for t in summaries[:-1]}) == len(summaries) - 1, summaries  # one a second, then the last
     summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
     assert (summary["total"], summary["done"], summary["failed"], summary["failed_items"]) == (24, 24, 0, {})
+
+
+def power_cut(vm: VM) -> None:
+    """Every process of this VM ends at once, its job's own session too (each carries RUNNER_VM_ROOT in its environment)."""
+    mark = f"RUNNER_VM_ROOT={vm.root}".encode()
+    vm.kill()
+    for _ in range(50):
+        pids = []
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and mark in (p / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(p.name))
+            except OSError:
+                continue
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    raise AssertionError(f"processes of {vm.root} still running")
+
+
+def test_a_shard_killed_mid_run_keeps_every_item_it_marked_done_and_a_relaunch_runs_only_the_rest(store, tmp_path):
+    items = ["a", "b", "c", "d"]
+    block = tmp_path / "block"
+    block.touch()
+    command = ('echo "$RUNNER_ITEM_NAME" >> "$MARKS/runs"; while [ "$RUNNER_ITEM_NAME" = c ] && [ -e "$BLOCK" ]; do sleep 0.1; done; '
+               'echo "$RUNNER_ITEM" > "$RUNNER_ITEM_OUTPUT/r"')
+    store.put(f"jobs/{PARENT}/items.sh", render_items(command, PARENT, store.uri, 1, False))
+    store.put(f"jobs/{PARENT}/manifest.jsonl", "".join(json.dumps({"name": i, "item": i, "size": None}) + "\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/items.tsv", "".join(f"{i}\t{i}\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/code.tar.gz", code_tar({}))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    vm = start(store, 0, marks, env={"BLOCK": str(block)})
+    try:
+        assert wait_for(lambda: lines(marks / "runs") == ["a", "b", "c"], timeout=120), vm.console
+    finally:
+        power_cut(vm)  # the machine dies while c runs: no more pushes, no final status
+    for name in ("a", "b"):
+        assert store.item(name, "done") == b"" and store.item(name, "result/r") == f"{name}\n".encode()
+        assert store.item(name, "exit_code").strip() == b"0" and store.item(name, "log") is not None
+    assert not store.keys(f"jobs/{PARENT}/items/c/") and not store.keys(f"jobs/{PARENT}/items/d/")
+    block.unlink()
+    store.put(f"jobs/{shard_id(0)}/status.json", json.dumps({"state": "PROVISIONING"}))
+    vm = start(store, 0, marks, attempt=2, env={"BLOCK": str(block)})
+    vm.wait()
+    assert store.status(shard_id(0))["state"] == "SUCCEEDED", vm.console
+    assert lines(marks / "runs") == ["a", "b", "c", "c", "d"]  # a and b were not run again
+    assert all(store.item(name, "done") == b"" and store.item(name, "result/r") == f"{name}\n".encode() for name in items)
+    summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
+    assert (summary["total"], summary["done"], summary["failed"]) == (4, 4, 0)
