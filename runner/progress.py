@@ -215,3 +215,100 @@ class Looker:
         end = status.ended_at if status.final else None
         elapsed = (cost._ts(end or jobs.utcnow()) - cost._ts(self.launched)).total_seconds()
         return describe(self.job_id, status, phase, boot, elapsed, cost.so_far(self.rate, self.launched, end))
+
+
+# --- a fan-out job: items and shards, from the shards' summary.json and status.json only (never per item)
+
+def describe_fanout(job_id: str, state: str, counts, running: int, ended: int, elapsed: float, cost: float | None,
+                    reducing: bool = False) -> tuple[tuple[str, str], str]:
+    """(what counts as a change, the line) for one look at a fan-out job: its items, its shards, elapsed and cost."""
+    items = f"items {counts.done}/{counts.total} done" + (f", {counts.failed} failed" if counts.failed else "")
+    shards = f"shards {running} running, {ended} ended" + ("; reducing" if reducing else "")
+    parts = [f"{job_id}: {state}", items, shards, clock(elapsed), "" if cost is None else f"${cost:.4f}"]
+    key = (state, f"{counts.done}/{counts.failed}/{running}/{ended}/{int(reducing)}")
+    return key, " | ".join(p for p in parts if p)
+
+
+class FanoutLooker:
+    """One look at a waited-on fan-out job: each shard's summary.json (re-read only while it runs) and status."""
+
+    def __init__(self, store: Store, parent: str, total: int, has_reduce: bool) -> None:
+        self.store, self.parent, self.total, self.has_reduce = store, parent, total, has_reduce
+        ts = jobs.ID_RE.fullmatch(parent)["ts"]
+        self.launched = f"{ts[:4]}-{ts[4:6]}-{ts[6:8]}T{ts[9:11]}:{ts[11:13]}:{ts[13:15]}Z"
+        self.summaries: dict[int, object] = {}  # a final shard's summary, read once after it ended
+        self.rates: dict[int, float | None] = {}  # a shard's price, read once it has started
+        self.failed: dict[str, int | None] = {}  # every failed item named so far, in the order seen
+        self.unnamed = 0  # failed items a summary counts but does not name (it names at most 100)
+
+    def _summary(self, sid: str, k: int, status: jobs.Status):
+        from runner.fanout import views
+
+        if k in self.summaries:
+            return self.summaries[k]
+        summary = views.Summary.read(self.store, sid)
+        if status.final:
+            self.summaries[k] = summary
+        return summary
+
+    def _rate(self, sid: str, k: int, status: jobs.Status) -> float | None:
+        from runner.status_table import _rate
+
+        if k not in self.rates and status.started_at:
+            self.rates[k] = _rate(self.store, sid)
+        return self.rates.get(k)
+
+    def look(self, statuses: dict[int, jobs.Status], settled: jobs.Status | None = None) -> tuple[tuple[str, str], str]:
+        """The line for the shards' statuses now (`settled`: the parent's final status, once derived)."""
+        from runner.fanout import ids, views
+
+        shards = []
+        for k, st in sorted(statuses.items()):
+            sid = ids.shard_id(self.parent, k)
+            if not st.final:
+                self.summaries.pop(k, None)  # relaunched: its summary changes again
+            shards.append(views.Shard(k, sid, st, self._summary(sid, k, st)))
+        counts = views.item_counts(self.total, shards)
+        unnamed = 0
+        for s in views.last_wave(shards):
+            for name, code in s.summary.failed_items.items():
+                self.failed.setdefault(name, code)
+            unnamed += max(s.summary.failed - len(s.summary.failed_items), 0)
+        self.unnamed = max(self.unnamed, unnamed)
+        spent = [cost.so_far(self._rate(s.shard_id, s.k, s.status), s.status.started_at, s.status.ended_at) for s in shards]
+        known = [c for c in spent if c is not None]
+        running = sum(not s.status.final for s in shards)
+        if settled is not None:
+            state = settled.state
+        else:
+            began = any(s.status.started_at or s.status.state not in BOOTING for s in shards)
+            state = jobs.RUNNING if began else jobs.PROVISIONING
+        end = settled.ended_at if settled is not None and settled.final else None
+        elapsed = (cost._ts(end or jobs.utcnow()) - cost._ts(self.launched)).total_seconds()
+        reducing = self.has_reduce and settled is None and running > 0 and counts.done == counts.total
+        return describe_fanout(self.parent, state, counts, running, len(shards) - running, elapsed,
+                               sum(known) if known else None, reducing)
+
+
+class ItemNotes:
+    """What `--follow` prints of a fan-out job: each failed item once, as `<name>: exit N`, and how to read its log."""
+
+    def __init__(self, parent: str, out: BinaryIO) -> None:
+        self.parent, self.out = parent, out
+        self.shown: set[str] = set()
+        self.hinted = self.unnamed_noted = False
+
+    def show(self, looker: FanoutLooker, err) -> None:
+        """Print the failed items `looker` has seen that were not printed yet (on `out`; how to read them, to `err`)."""
+        for name, code in looker.failed.items():
+            if name in self.shown:
+                continue
+            self.shown.add(name)
+            self.out.write(f"{name}: exit {'?' if code is None else code}\n".encode())
+            self.out.flush()
+            if not self.hinted:
+                self.hinted = True
+                err(f"an item's log: runner logs {self.parent} --item NAME")
+        if looker.unnamed and not self.unnamed_noted:
+            self.unnamed_noted = True
+            err(f"more items failed than the shards' summaries name: runner status {self.parent} --items")

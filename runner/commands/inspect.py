@@ -17,7 +17,8 @@ from runner.errors import NotFoundError
 
 @click.command()
 @click.argument("job_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the job ends.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing as the log grows, until the job ends; a fan-out job: each failed item, then the reduce's log.")
 @click.option("--all", "show_all", is_flag=True, help="Also the startup script's log and the VM console.")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="With --follow: on Ctrl-C or SIGTERM, cancel the job (default: on when $CI or $GITHUB_ACTIONS is true).")
@@ -33,12 +34,16 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
       runner logs JOB_ID --all       # with the startup script's log and the VM console
       runner logs JOB_ID --shard 3   # a fan-out job: one shard's log
       runner logs JOB_ID --item yellow_tripdata_2012-03.csv
+      runner logs JOB_ID --follow    # a fan-out job: items and shards on stderr, failed items, then the reduce's log
     """
     from runner import jobs, watch
     from runner import logs as joblogs
 
     store = common.store()
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
+    if follow and item is None and shard is None and joblogs.is_fanout(store, job_id):
+        _follow_parent(store, job_id, cancel_on_interrupt, quiet)
+        return
     if item is not None or shard is not None or joblogs.is_fanout(store, job_id):
         job_id = joblogs.fanout_target(store, job_id, shard, item, sys.stdout.buffer, follow, note)
         if job_id is None:
@@ -56,6 +61,24 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
         for name in ("startup.log", "console.log"):
             click.echo(f"==> {name} <==")
             joblogs.show(store, job_id, name, out, note, console=name == "console.log")
+
+
+def _follow_parent(store, job_id, cancel_on_interrupt, quiet):
+    """`runner logs ID --follow` of a fan-out job: the progress line on stderr, each failed item on stdout as it
+    appears, the reduce's log once the job has ended; its shards are only watched (a preempted one is not relaunched)."""
+    from runner import jobs, logs
+    from runner.fanout import launch as fanout
+    from runner.progress import ItemNotes, Progress
+
+    progress = None if quiet else Progress()
+    out = sys.stdout.buffer
+    items = ItemNotes(job_id, progress.guard(out) if progress else out)
+    with interrupts.guard(store, job_id, interrupts.should_cancel(cancel_on_interrupt, None, os.environ)):
+        status, counts = fanout.wait_fanout(store, job_id, note=note, progress=progress, follow=items, relaunch=False)
+    logs.copy_object(store, jobs.job_key(job_id, "reduce", "log"), out)
+    c = counts
+    note(f"{job_id}: {status.state}: {c.done} of {c.total} items done, {c.failed} failed, {c.missing} missing"
+         + (f"; {status.reason}" if status.reason else ""))
 
 
 @click.command()

@@ -18,7 +18,8 @@ from runner.commands.common import note, plan_from_flags, spec_options
 @click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
 @spec_options
 @click.option("--wait", is_flag=True, help="Wait for the job to end and exit with its exit code.")
-@click.option("--follow", "-f", is_flag=True, help="Print the job's log as it runs (implies --wait).")
+@click.option("--follow", "-f", is_flag=True,
+              help="Print the job's log as it runs (implies --wait); a fan-out job: each failed item (NAME: exit N), then the reduce's log.")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would start; create nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (job_id, state, ...).")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
@@ -51,7 +52,7 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, 
         click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {', '.join(v) if isinstance(v, list) else v}" for k, v in summary.items()))
         return
     if not isinstance(p, launcher.Plan):  # a fan-out: its shards are ordinary jobs
-        _launch_fanout(p, wait or follow, as_json, cancel_on_interrupt)
+        _launch_fanout(p, wait or follow, as_json, cancel_on_interrupt, follow=follow and not as_json, quiet=quiet)
         return
     inst = launcher.launch(p)
     if not as_json:
@@ -90,7 +91,7 @@ def _wait_through_preemptions(p, follower, progress=None):
     return status
 
 
-def _launch_fanout(p, wait, as_json, cancel_on_interrupt):
+def _launch_fanout(p, wait, as_json, cancel_on_interrupt, follow=False, quiet=False):
     """Launch a fan-out job's shards; with `wait`, wait for all of them and exit with the derived code."""
     from runner import jobs
     from runner.fanout import launch as fanout
@@ -106,17 +107,24 @@ def _launch_fanout(p, wait, as_json, cancel_on_interrupt):
             click.echo(p.job_id)
             click.echo(f"result: runner status {p.job_id}   logs: runner logs {p.job_id} --shard K", err=True)
         return
-    _wait_fanout(p.store, p.job_id, p.spec, as_json, cancel_on_interrupt, shards)
+    _wait_fanout(p.store, p.job_id, p.spec, as_json, cancel_on_interrupt, shards, follow, quiet)
 
 
-def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards):
-    """Wait for a fan-out job, print one line (or one JSON object), exit with its derived code."""
+def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards, follow=False, quiet=False):
+    """Wait for a fan-out job (a progress line on stderr unless `quiet`; with `follow`, each failed item and then the
+    reduce's log on stdout), print one line (or one JSON object), exit with its derived code."""
     from runner import watch
     from runner.fanout import launch as fanout
+    from runner.progress import ItemNotes, Progress
 
+    progress = None if quiet else Progress()
+    out = sys.stdout.buffer
+    items = ItemNotes(job_id, progress.guard(out) if progress else out) if follow else None
     cancel = interrupts.should_cancel(cancel_on_interrupt, spec.cancel_on_interrupt, os.environ)
     with interrupts.guard(store, job_id, cancel, as_json):
-        status, counts = fanout.wait_fanout(store, job_id, note=note)
+        status, counts = fanout.wait_fanout(store, job_id, note=note, progress=progress, follow=items)
+    if follow:
+        _reduce_log(store, job_id, out)
     if as_json:
         click.echo(json.dumps({"job_id": job_id, **status.__dict__, "items": counts.to_json(), **_shards_json(job_id, shards)}))
     else:
@@ -125,6 +133,14 @@ def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards):
         click.secho(f"{job_id}: {status.state} (exit {watch.exit_code(status)}): {c.done} of {c.total} items done, "
                     f"{c.failed} failed, {c.missing} missing" + (f"; {status.reason}" if status.reason else ""), fg=color, err=True)
     sys.exit(watch.exit_code(status))
+
+
+def _reduce_log(store, job_id, out):
+    """The reduce's log on stdout, when the job has one."""
+    from runner import jobs
+    from runner.logs import copy_object
+
+    copy_object(store, jobs.job_key(job_id, "reduce", "log"), out)
 
 
 def _shards_json(job_id, shards):
@@ -166,7 +182,8 @@ def render(job_dir, cloud, env, **flags):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--cancel-on-interrupt/--no-cancel-on-interrupt", default=None,
               help="With --wait: on Ctrl-C or SIGTERM, cancel the job (default: job.yaml's, else on in CI).")
-def retry(job_id, vms, wait, as_json, cancel_on_interrupt):
+@click.option("--quiet", "-q", is_flag=True, help="With --wait: no progress line on stderr (state, items, shards, elapsed, cost).")
+def retry(job_id, vms, wait, as_json, cancel_on_interrupt, quiet):
     """Relaunch a fan-out job's items that have no result (then its reduce), on new VMs in the same job.
 
     \b
@@ -190,4 +207,4 @@ def retry(job_id, vms, wait, as_json, cancel_on_interrupt):
             click.echo(json.dumps({"job_id": job_id, "state": jobs.PROVISIONING, "retried": done.missing, **_shards_json(job_id, done.shards)}))
         return
     _, spec = fanout.read_parent(store, job_id)
-    _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, done.shards)
+    _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, done.shards, quiet=quiet)

@@ -279,43 +279,13 @@ def _attempt(store: Store, sid: str) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 99 else 1
 
 
-def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None) -> tuple[jobs.Status, state.Counts]:
-    """Wait for every shard to end, relaunching a preempted one within the parent's retries (only its missing
-    items run again: items.sh skips done ones); then write and return the derived state."""
-    import time
+def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None, progress=None, follow=None,
+                relaunch: bool = True) -> tuple[jobs.Status, state.Counts]:
+    """Wait for every shard to end (relaunching a preempted one), then write and return the derived state: see
+    runner.fanout.wait."""
+    from runner.fanout import wait
 
-    from runner import watch
-
-    note = note or (lambda line: sys.stderr.write(line + "\n"))
-    record, spec = read_parent(store, parent)
-    every = float(getattr(get_provider(record["cloud"]), "state_every", 0.0)) if record.get("cloud") in _clouds() else 0.0
-    final: dict[int, jobs.Status] = {}
-    next_check = 0.0
-    while True:
-        now = time.monotonic()
-        check, next_check = now >= next_check, (now + every if now >= next_check else next_check)
-        statuses = []
-        for k in shard_numbers(store, parent):
-            sid = ids.shard_id(parent, k)
-            st = final.get(k) or watch.refresh(store, sid, check_vm=check)
-            if st.state == jobs.PREEMPTED and (attempt := _attempt(store, sid)) <= spec.retries:
-                last = attempt + 1 == spec.retries + 1
-                note(f"{parent}: shard {k} preempted; relaunching it (attempt {attempt + 1} of {spec.retries + 1})")
-                try:
-                    launcher.relaunch(store, sid, attempt + 1, on_demand=last and spec.retry_on_demand)
-                except RunnerError as e:
-                    note(f"{parent}: shard {k} was not relaunched: {e}")
-                st = jobs.read_status(store, sid)
-            if st.final:
-                final[k] = st
-            statuses.append(st)
-        if statuses and all(s.final for s in statuses):
-            for k in shard_numbers(store, parent):  # on this host, a shard ends when its machine is off
-                watch.until_powered_off(store, ids.shard_id(parent, k), poll)
-            return settle(store, parent, statuses)
-        if jobs.read_status(store, parent).final:  # cancelled meanwhile: the shards are being stopped
-            return settle(store, parent, statuses)
-        time.sleep(poll)
+    return wait.wait_fanout(store, parent, poll, note, progress, follow, relaunch)
 
 
 def _clouds():
