@@ -247,8 +247,10 @@ def test_logs_of_a_parent_print_the_reduce_log_and_name_the_rest(store):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "merge: 5 items\n"
     assert f"runner logs {PARENT} --shard K` (K of 0, 1)" in r.stderr and "--item NAME" in r.stderr
-    r = run_cli("logs", PARENT, "--follow")  # the parent writes no log of its own: following it would never print
-    assert r.returncode == 2 and f"runner logs {PARENT} --shard K --follow" in r.stderr
+    r = run_cli("logs", PARENT, "--follow")  # every shard has ended: the failed items, then the reduce's log
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{NAMES[4]}: exit 3\nmerge: 5 items\n"
+    assert f"{PARENT}: FAILED: 4 of 5 items done, 1 failed, 0 missing" in r.stderr and "--item NAME" in r.stderr
 
 
 def test_status_and_outputs_of_a_parent_in_an_s3_store(s3, tmp_path):
