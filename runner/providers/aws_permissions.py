@@ -52,6 +52,8 @@ def launcher_needs(region: str, account: str, bucket: str, prefix: str, vm_role_
         Need("the store", "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": _join(prefix, "jobs") + "/"}),
         Need("the store", "s3:GetObject", f"{obj}/status.json"),
         Need("the store", "s3:PutObject", f"{obj}/job.json"),
+        Need("fan-out quota check", "ec2:DescribeInstanceTypes", "*"),
+        Need("fan-out quota check", "servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:ec2/L-1216C47A"),
     ]
 
 
@@ -66,6 +68,10 @@ def vm_needs(region: str, account: str, bucket: str, prefix: str) -> list[Need]:
         Need("the VM", "s3:PutObject", f"{obj}/outputs/result.csv"),
         Need("the VM", "s3:PutObject", f"{obj}/checkpoint/state"),
         Need("the VM", "s3:AbortMultipartUpload", f"{obj}/outputs/result.csv"),
+        Need("fan-out items", "s3:PutObject", f"{obj}/items/part-1.csv/result/counts.csv"),
+        Need("fan-out items", "s3:PutObject", f"{obj}/items/part-1.csv/done"),
+        Need("fan-out items", "s3:PutObject", f"{obj}/summary.json"),
+        Need("fan-out reduce", "s3:PutObject", f"{obj}/reduce/lock"),
         Need("aws-ssm: secrets", "ssm:GetParameter", f"arn:aws:ssm:{region}:{account}:parameter/runner/example"),
         Need("aws-ssm: secrets", "kms:Decrypt", f"arn:aws:kms:{region}:{account}:key/example", {"kms:ViaService": f"ssm.{region}.amazonaws.com"}),
     ]
@@ -75,7 +81,8 @@ def vm_forbidden(bucket: str, prefix: str) -> list[Need]:
     """What the VM's role must NOT be allowed: the launcher's own records of any job."""
     obj = f"arn:aws:s3:::{bucket}/{_join(prefix, 'jobs', JOB)}"
     return [Need("the launcher's records", "s3:PutObject", f"{obj}/{name}")
-            for name in ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json")]
+            for name in ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",
+                         "items.tsv", "shards/0")]
 
 
 def principal_arn(caller_arn: str) -> str | None:
