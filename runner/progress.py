@@ -258,6 +258,16 @@ class FanoutLooker:
             self.rates[k] = _rate(self.store, sid)
         return self.rates.get(k)
 
+    def _reducing(self) -> bool:
+        """Whether reduce/status.json says the reduce runs (read only once every item is done)."""
+        from runner.fanout.launch import read_reduce
+
+        try:
+            reduce = read_reduce(self.store, self.parent)
+        except StoreError:
+            return False
+        return reduce is not None and reduce.state == jobs.RUNNING
+
     def look(self, statuses: dict[int, jobs.Status], settled: jobs.Status | None = None) -> tuple[tuple[str, str], str]:
         """The line for the shards' statuses now (`settled`: the parent's final status, once derived)."""
         from runner.fanout import ids, views
@@ -285,7 +295,7 @@ class FanoutLooker:
             state = jobs.RUNNING if began else jobs.PROVISIONING
         end = settled.ended_at if settled is not None and settled.final else None
         elapsed = (cost._ts(end or jobs.utcnow()) - cost._ts(self.launched)).total_seconds()
-        reducing = self.has_reduce and settled is None and running > 0 and counts.done == counts.total
+        reducing = self.has_reduce and settled is None and running > 0 and counts.done == counts.total and self._reducing()
         return describe_fanout(self.parent, state, counts, running, len(shards) - running, elapsed,
                                sum(known) if known else None, reducing)
 

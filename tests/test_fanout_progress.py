@@ -230,3 +230,40 @@ def test_logs_follow_of_a_fanout_job_shows_the_line_failed_items_then_the_reduce
     assert re.search(r"items 4/4 done \| shards 0 running, 2 ended", r.stderr), r.stderr
     assert f"{parent}: SUCCEEDED: 4 of 4 items done, 0 failed, 0 missing" in r.stderr
     assert json.loads(run_cli("status", parent, "--json").stdout)["state"] == "SUCCEEDED"
+
+
+# --- a watcher (runner logs ID --follow) over records written by hand: it never relaunches a shard
+
+def test_the_line_says_reducing_only_while_reduce_status_says_so(tmp_path):
+    store = open_store(f"file://{tmp_path}/store")
+    ended = jobs.Status(jobs.SUCCEEDED, 0, started_at="2026-01-01T00:00:00Z", ended_at="2026-01-01T00:01:00Z")
+    running = jobs.Status(jobs.RUNNING, started_at="2026-01-01T00:00:00Z")
+    statuses = {0: shard_records(store, 0, ended, {"total": 2, "done": 2, "failed": 0, "failed_items": {}}),
+                1: shard_records(store, 1, running, {"total": 2, "done": 2, "failed": 0, "failed_items": {}})}
+    looker = FanoutLooker(store, PARENT, 4, has_reduce=True)
+    assert "| shards 1 running, 1 ended |" in looker.look(statuses)[1]  # every item done; no reduce yet
+    store.put_bytes(jobs.job_key(PARENT, "reduce", "status.json"), b'{"state": "RUNNING", "exit_code": null}')
+    assert "| shards 1 running, 1 ended; reducing |" in looker.look(statuses)[1]
+    assert "reducing" not in FanoutLooker(store, PARENT, 4, has_reduce=False).look(statuses)[1]
+
+
+def test_a_watcher_leaves_a_preempted_shard_with_retries_to_its_launcher(runner_home):
+    from test_fanout_views import NAMES, PARENT, item, parent_record, shard
+
+    from runner.fanout.launch import wait_fanout
+    from runner.store import FileStore
+
+    store = FileStore(f"file://{runner_home}/store")
+    parent_record(store, NAMES, vms=2, reduce=False, retries=1)
+    shard(store, 0, jobs.SUCCEEDED, 3, 3, exit_code=0)
+    shard(store, 1, jobs.PREEMPTED, 0, 2, attempt=1)
+    for n in NAMES[:3]:
+        item(store, n, 0)
+    status, counts = wait_fanout(store, PARENT, poll=0.01, relaunch=False)
+    assert status.state == jobs.RUNNING and counts.to_json() == {"total": 5, "done": 3, "failed": 0, "missing": 2}
+    assert jobs.read_status(store, PARENT).state == jobs.PROVISIONING  # nothing final written
+    assert jobs.read_json(store, ids.shard_id(PARENT, 1), "instance.json")["attempt"] == 1  # not relaunched
+    r = run_cli("logs", PARENT, "--follow")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert f"{PARENT}: RUNNING: 3 of 5 items done, 0 failed, 2 missing" in r.stderr
+    assert f"runner retry {PARENT}" in r.stderr and "a waiting `runner launch` relaunches them" in r.stderr

@@ -78,7 +78,10 @@ def _follow_parent(store, job_id, cancel_on_interrupt, quiet):
     logs.copy_object(store, jobs.job_key(job_id, "reduce", "log"), out)
     c = counts
     note(f"{job_id}: {status.state}: {c.done} of {c.total} items done, {c.failed} failed, {c.missing} missing"
-         + (f"; {status.reason}" if status.reason else ""))
+         + (f"; {status.reason}" if status.reason and status.final else ""))
+    if not status.final:  # a preempted shard with retries left: only its launcher relaunches it
+        note(f"its shards have ended, some preempted with retries left: a waiting `runner launch` relaunches them; "
+             f"else `runner retry {job_id}` runs every item without a result")
 
 
 @click.command()
