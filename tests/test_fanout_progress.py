@@ -213,7 +213,7 @@ def test_retry_wait_shows_the_line(make_job, tmp_path):
     assert r.stdout == ""
 
 
-def test_logs_follow_of_a_fanout_job_shows_the_line_failed_items_then_the_reduce_log(make_job, tmp_path):
+def test_launch_and_logs_follow_of_a_fanout_job_print_the_reduce_log(make_job, tmp_path):
     reduce = {"command": "echo reducing; cat items/*/r | sort | tr -d '\\n'; echo", "outputs": []}
     gates = tmp_path / "gates"
     gates.mkdir()
@@ -222,11 +222,13 @@ def test_logs_follow_of_a_fanout_job_shows_the_line_failed_items_then_the_reduce
     spec = {"name": "fan", "command": COMMAND.replace("!= c", "!= nothing"), "env": {"GATES": str(gates)}, "vms": 2,
             "items": {"manifest": "items.txt", "fetch": False, "per_vm": 1}, "reduce": reduce}
     job = make_job(spec, {"items.txt": "".join(i + "\n" for i in ORDER)})
-    r = run_cli("launch", str(job), "--cloud", "sandbox", "--json", timeout=60)
-    parent = json.loads(r.stdout)["job_id"]
-    r = run_cli("logs", parent, "--follow", timeout=180)
+    r = run_cli("launch", str(job), "--cloud", "sandbox", "--follow", timeout=180)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "reducing\nabcd\n"  # nothing failed: only the reduce's log
+    parent = re.search(r"launched (fan-\S+) on sandbox", r.stderr)[1]
+    r = run_cli("logs", parent, "--follow", timeout=180)  # the same, from any machine with the store, once it has ended
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "reducing\nabcd\n"
     assert re.search(r"items 4/4 done \| shards 0 running, 2 ended", r.stderr), r.stderr
     assert f"{parent}: SUCCEEDED: 4 of 4 items done, 0 failed, 0 missing" in r.stderr
     assert json.loads(run_cli("status", parent, "--json").stdout)["state"] == "SUCCEEDED"
