@@ -275,8 +275,8 @@ def test_a_failed_reduce_is_recorded_and_a_shard_holding_the_lock_reruns_it_alon
 
 
 COUNTING_S5CMD = """#!/bin/bash
-# Log every s5cmd call (unix time, then its arguments, one per field), then run the real one.
-printf '%s' "$EPOCHREALTIME" >> {log}; printf '\\t%s' "$@" >> {log}; echo >> {log}
+# Log every s5cmd call (unix time, then its arguments, one per field; one write a line), then run the real one.
+line=$EPOCHREALTIME; for a in "$@"; do line+=$'\\t'$a; done; printf '%s\\n' "$line" >> {log}
 exec {real} "$@"
 """
 
@@ -368,3 +368,26 @@ def test_a_shard_killed_mid_run_keeps_every_item_it_marked_done_and_a_relaunch_r
     assert all(store.item(name, "done") == b"" and store.item(name, "result/r") == f"{name}\n".encode() for name in items)
     summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
     assert (summary["total"], summary["done"], summary["failed"]) == (4, 4, 0)
+
+
+def test_links_planted_in_a_file_store_are_not_written_through(tmp_path, request):
+    store = Store("file", tmp_path, request)
+    items = ["a", "b"]
+    store.put(f"jobs/{PARENT}/items.sh", render_items('echo "$RUNNER_ITEM" > "$RUNNER_ITEM_OUTPUT/r"', PARENT, store.uri, 1, False))
+    store.put(f"jobs/{PARENT}/manifest.jsonl", "".join(json.dumps({"name": i, "item": i, "size": None}) + "\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/items.tsv", "a\ta\nb\tb\n")
+    store.put(f"jobs/{shard_id(0)}/code.tar.gz", code_tar({}))
+    elsewhere, planted = tmp_path / "elsewhere", tmp_path / "planted"
+    elsewhere.mkdir()
+    folder = store.job.root / "jobs" / PARENT / "items"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "done").symlink_to(planted)  # a dangling link where a's done-marker goes
+    (folder / "b").symlink_to(elsewhere)  # b's whole folder a link to a folder outside the store
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    vm = start(store, 0, marks)
+    vm.wait()
+    assert not planted.exists() and not list(elsewhere.iterdir())
+    assert not (folder / "a" / "done").is_symlink() and store.item("a", "done") == b"" and store.item("a", "result/r") == b"a\n"
+    summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
+    assert (summary["done"], summary["failed_items"]) == (1, {"b": 74})
