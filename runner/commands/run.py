@@ -128,10 +128,10 @@ def _wait_fanout(store, job_id, spec, as_json, cancel_on_interrupt, shards, foll
     if as_json:
         click.echo(json.dumps({"job_id": job_id, **status.__dict__, "items": counts.to_json(), **_shards_json(job_id, shards)}))
     else:
-        color = "green" if status.state == "SUCCEEDED" else "red"
-        c = counts
+        ok, c = status.state == "SUCCEEDED", counts
+        why = f"; {status.reason}" if status.reason and not ok else ""  # a success's reason repeats the counts
         click.secho(f"{job_id}: {status.state} (exit {watch.exit_code(status)}): {c.done} of {c.total} items done, "
-                    f"{c.failed} failed, {c.missing} missing" + (f"; {status.reason}" if status.reason else ""), fg=color, err=True)
+                    f"{c.failed} failed, {c.missing} missing{why}", fg="green" if ok else "red", err=True)
     sys.exit(watch.exit_code(status))
 
 
