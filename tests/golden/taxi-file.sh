@@ -34,6 +34,7 @@ PHASE=pulling
 JOBPID=""
 PUSHER=""
 WATCHER=""
+PROG=""
 
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 say() { printf '%s runner: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$LOGS/startup.log"; }
@@ -111,6 +112,7 @@ pull() {
   local z=$TMP/pull-$1
   retry 3 fetch "$2" "$3" "$z.size" > "$z.log" 2>&1 && { [ -s "$z.size" ] || bytes "$3" > "$z.size"; }
 }
+pulled() { GOT=$(bytes "$WORK" "$TMP/code.tar.gz") WANT=$(cat "$TMP"/*.size 2>/dev/null | sum); }
 retry() {
   local n=$1 i=1 wait=1; shift
   until "$@"; do
@@ -223,6 +225,7 @@ finish() {
   trap - EXIT
   trap '' TERM INT
   [ -n "$WATCHER" ] && kill "$WATCHER" 2>/dev/null
+  [ -n "$PROG" ] && { kill "$PROG"; wait "$PROG"; } 2>/dev/null  # its status write under way ends first
   if [ -n "$PUSHER" ]; then  # let a push under way finish (a minute at most): the pushes below must not race it
     kill "$PUSHER" 2>/dev/null
     { sleep 60; kill -KILL "$PUSHER"; } > /dev/null 2>&1 & guard=$!
@@ -283,13 +286,15 @@ pids=() what=()
 pull 0 "$JOB_URI/code.tar.gz" "$TMP/code.tar.gz" & pids+=($!); what+=("code $JOB_URI/code.tar.gz")
 pull 1 'file:///var/lib/runner store/data/nyc-taxi/' "$WORK"/data/ & pids+=($!); what+=('input file:///var/lib/runner store/data/nyc-taxi/')
 pull 2 's3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet' "$WORK"/data/jan.parquet & pids+=($!); what+=('input s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet')
+{ trap 'exit 0' TERM; while sleep "$LOG_EVERY" & wait $!; do pulled; write_status RUNNING; done; } & PROG=$!
 for n in "${!pids[@]}"; do
   if ! wait "${pids[$n]}"; then
     cat "$TMP/pull-$n.log" >> "$LOGS/startup.log"
     fail "could not fetch ${what[$n]}: $(tail -n 1 "$TMP/pull-$n.log")"
   fi
 done
-GOT=$(bytes "$WORK" "$TMP/code.tar.gz") WANT=$(cat "$TMP"/*.size | sum)
+kill "$PROG"; wait "$PROG"; PROG=""  # a status write under way ends first
+pulled
 tar -xzf "$TMP/code.tar.gz" -C "$WORK" || fail "could not unpack the job's code"
 if fetch "$JOB_URI/checkpoint/" "$CHECKPOINT" > "$TMP/pull-checkpoint.log" 2>&1; then
   say "restored the checkpoint of an earlier attempt"
