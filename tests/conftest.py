@@ -107,3 +107,17 @@ def secret(tmp_path):
     path.write_bytes(b"PRIVATE KEY")
     path.chmod(0o600)
     return path
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) pids whose argv holds `marker`."""
+    from runner.providers import proc
+
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (d / "cmdline").read_bytes() and proc.start_time(int(d.name)):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return found

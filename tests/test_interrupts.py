@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, processes_with
 
 from runner import interrupts, jobs, providers
 from runner.providers import proc
@@ -77,18 +77,6 @@ def running_job(home: Path) -> str:
 
     wait_for(running)
     return job_id
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live (not zombie) pids whose argv holds `marker`."""
-    found = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if marker.encode() in (d / "cmdline").read_bytes() and proc.start_time(int(d.name)):
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
 
 
 def sandbox_gone(job_id: str, marker: str):

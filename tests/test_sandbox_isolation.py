@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import processes_with, run_cli
 
 from runner.errors import NotOwnedError
 from runner.providers import proc
@@ -40,18 +40,6 @@ def env_of_job(job_id: str) -> dict[str, str]:
     """The environment the job printed (`env -0` into its log), as `runner logs` returns it."""
     log = run_cli("logs", job_id).stdout
     return dict(item.split("=", 1) for item in log.split("\0") if "=" in item)
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live (not zombie) pids whose argv holds `marker`."""
-    found = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if marker.encode() in (d / "cmdline").read_bytes() and proc.start_time(int(d.name)):
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_job_env_is_minimal_and_store_scoped():
