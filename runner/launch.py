@@ -69,11 +69,15 @@ def request_for(spec: JobSpec, job_id: str, cloud: str, store: Store, attempt: i
         spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
         interruption=provider.interruption, metadata_url=provider.metadata_url, attempt=attempt,
     )
+    return replace(sized(spec, job_id, provider), user_data=user_data, attempt=attempt, mounts=mounts(spec, store.uri(), cloud))
+
+
+def sized(spec: JobSpec, job_id: str, provider) -> LaunchRequest:
+    """The request's machine, market and place, without a script yet (what check_request and prices need)."""
     return LaunchRequest(
-        job_id=job_id, user_data=user_data, instance_type=spec.instance_type or provider.default_instance_type,
+        job_id=job_id, user_data="", instance_type=spec.instance_type or provider.default_instance_type,
         spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
         region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
-        attempt=attempt, mounts=mounts(spec, store.uri(), cloud),
     )
 
 
@@ -84,11 +88,7 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
     provider = get_provider(cloud)
     store = open_store(config.store_uri())
     job_id = jobs.new_job_id(spec.name)
-    draft = LaunchRequest(
-        job_id=job_id, user_data="", instance_type=spec.instance_type or provider.default_instance_type,
-        spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
-        region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
-    )
+    draft = sized(spec, job_id, provider)
     provider.check_request(draft)
     # A cloud's price costs API calls: ask before launch only for a ceiling (the launch records what it paid)
     usd_per_hour = cost.hourly_price(provider, draft) if spec.max_cost or cloud in cost.FREE else None
