@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
+from importlib import resources
 
 import jinja2
 
@@ -12,7 +12,7 @@ from runner.errors import SpecError
 from runner.spec import URI_RE, JobSpec
 from runner.store import join
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = resources.files("runner.templates")  # the top-level templates/ folder, installed into the package
 USER_DATA_LIMIT = 16 * 1024  # EC2's cap on user-data; GCE's metadata value cap is larger
 LOG_INTERVAL = 5  # seconds between log pushes while the job runs
 

@@ -21,8 +21,8 @@ from runner.providers import aws_permissions as perms
 
 pytest_plugins = ["aws_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "runner" / "templates" / "startup.sh.j2"
-ITEMS_TEMPLATE = ROOT / "runner" / "templates" / "items.sh.j2"
+TEMPLATE = ROOT / "templates" / "startup.sh.j2"
+ITEMS_TEMPLATE = ROOT / "templates" / "items.sh.j2"
 JOB = "vm-20240101T000000Z-abcdef"
 PARENT, SHARD = "fan-20240101T000000Z-abcdef", "fan--s1-20240101T000000Z-abcdef"
 LAUNCHER_RECORDS = ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",

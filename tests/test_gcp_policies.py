@@ -129,7 +129,7 @@ def test_a_fan_out_vm_writes_its_items_reduce_and_summary_and_no_launcher_record
 def test_the_scripts_gs_calls_need_only_what_the_vm_is_granted():
     reads = {"stat": "storage.objects.get", "cat": "storage.objects.get", "ls": "storage.objects.list"}
     for template in ("startup.sh.j2", "items.sh.j2"):
-        text = "\n".join(line for line in (ROOT / "runner" / "templates" / template).read_text().splitlines()
+        text = "\n".join(line for line in (ROOT / "templates" / template).read_text().splitlines()
                          if "declare -f" not in line)
         used = set(re.findall(r"(?:^|[;&|(]\s*|\s)gs (?:-[a-zA-Z] (?:[a-z-]+:[0-9]+ |default )?|-o \S+ )*([a-z]+)\b", text, re.M))
         assert used and used <= {"cp", "rsync", *reads}, f"{template} uses gsutil {sorted(used)}: check its permissions"
