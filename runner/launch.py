@@ -14,7 +14,7 @@ from runner import pack as packing
 from runner.errors import RunnerError, SpecError
 from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance, LaunchRequest
-from runner.render import output_uris, render_startup, resolve
+from runner.render import output_uris, render_bootstrap, render_startup, resolve
 from runner.spec import JobSpec, load_job, validate
 from runner.store import Store, climbs, open_store
 
@@ -65,11 +65,18 @@ def mounts(spec: JobSpec, store: str, cloud: str) -> tuple[str, ...]:
 def request_for(spec: JobSpec, job_id: str, cloud: str, store: Store, attempt: int = 1) -> LaunchRequest:
     """The launch request for one attempt, rendered from the spec alone (never from what the store holds)."""
     provider = get_provider(cloud)
-    user_data = render_startup(
-        spec, job_id, provider.store_for_vm(store.uri()), cloud, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
-        interruption=provider.interruption, metadata_url=provider.metadata_url, attempt=attempt,
-    )
-    return replace(sized(spec, job_id, provider), user_data=user_data, attempt=attempt, mounts=mounts(spec, store.uri(), cloud))
+    vm_store, endpoint = provider.store_for_vm(store.uri()), os.environ.get("RUNNER_S3_ENDPOINT", "")
+    script = render_startup(spec, job_id, vm_store, cloud, s3_endpoint=endpoint, interruption=provider.interruption,
+                            metadata_url=provider.metadata_url, attempt=attempt)
+    user_data = render_bootstrap(job_id, vm_store, cloud, spec.max_runtime, s3_endpoint=endpoint)
+    return replace(sized(spec, job_id, provider), user_data=user_data, script=script, attempt=attempt,
+                   mounts=mounts(spec, store.uri(), cloud))
+
+
+def ship_script(store: Store, request: LaunchRequest) -> None:
+    """The startup script and the user-data that fetches it, into the job's folder (the VM reads the first)."""
+    store.put_bytes(jobs.job_key(request.job_id, "startup.sh"), request.script.encode())
+    store.put_bytes(jobs.job_key(request.job_id, "user-data"), request.user_data.encode())
 
 
 def sized(spec: JobSpec, job_id: str, provider) -> LaunchRequest:
@@ -125,10 +132,10 @@ def launch(p: Plan, code: Path | None = None, extra: dict | None = None) -> Inst
         "instance_type": p.request.instance_type, "spot": p.request.spot, "created_at": jobs.utcnow(),
         "launched_by": f"{getpass.getuser()}@{socket.gethostname()}",
         "outputs": output_uris(p.spec, store.uri(), job_id), "usd_per_hour": p.usd_per_hour,
-        "request": {k: v for k, v in asdict(p.request).items() if k != "user_data"},
+        "request": {k: v for k, v in asdict(p.request).items() if k not in ("user_data", "script")},
     }
     jobs.write_json(store, job_id, "job.json", record)
-    store.put_bytes(jobs.job_key(job_id, "user-data"), p.request.user_data.encode())
+    ship_script(store, p.request)
     jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING))
     try:
         inst = get_provider(p.cloud).launch(p.request)
@@ -161,6 +168,7 @@ def relaunch(store: Store, job_id: str, attempt: int, on_demand: bool = False) -
     if now is not starting:
         raise RunnerError(f"{job_id} is {now.state} now ({now.reason or 'no reason given'}); not relaunched")
     jobs.write_json(store, job_id, "instance.json", {"relaunching": attempt})  # no VM to reconcile with yet
+    ship_script(store, request)  # rendered again from the validated spec: whatever the last VM left there is replaced
     try:
         inst = get_provider(cloud).launch(request)
     except RunnerError as e:

@@ -55,7 +55,7 @@ def render_startup(
     spec: JobSpec, job_id: str, store: str, cloud: str, s3_endpoint: str = "", interruption: str = "", metadata_url: str = "",
     attempt: int = 1, log_interval: int = LOG_INTERVAL,
 ) -> str:
-    """The startup script (cloud-init user-data) for one job; `store` is the store as the VM sees it.
+    """The startup script for one job (the bootstrap fetches it from jobs/<id>/startup.sh); `store` is the store as the VM sees it.
 
     `interruption` (aws, gcp or empty) says which metadata server's spot notice to watch, at `metadata_url`.
     `attempt` is 1 for the first launch, N for the (N-1)th relaunch: its logs go to logs/<attempt>/.
@@ -80,22 +80,31 @@ def render_startup(
         inputs=[{"uri": resolve(uri, store), "path": path} for uri, path in spec.inputs.items()],
         outputs=[{"path": p, "uri": u} for p, u in output_uris(spec, store, job_id).items()],
     )
+    return script
+
+
+def render_bootstrap(job_id: str, store: str, cloud: str, max_runtime: int, s3_endpoint: str = "") -> str:
+    """The user-data: schedules the failsafe power-off, fetches the job's startup.sh from the store and runs it.
+
+    `store` is the store as the VM sees it; the launcher uploads the startup script to jobs/<id>/startup.sh first.
+    """
+    script = _env.get_template("bootstrap.sh.j2").render(
+        job_id=job_id, job_uri=job_uri(store, job_id), cloud=cloud, max_runtime=max_runtime, s3_endpoint=s3_endpoint,
+    )
     size = len(script.encode())
     if size > USER_DATA_LIMIT:
-        raise SpecError(
-            f"the startup script for {spec.name} is {size} bytes, over the 16 KiB user-data limit: "
-            "move long env values or commands into a file in the job's folder (it ships through the store)"
-        )
+        raise SpecError(f"the user-data for {job_id} is {size} bytes, over EC2's 16 KiB limit: use a shorter store URI")
     return script
 
 
 def render_items(
     command: str, parent_id: str, store: str, per_vm: int = 0, fetch: bool = True,
-    reduce_command: str = "", reduce_outputs: Mapping[str, str | None] | None = None,
+    reduce_command: str = "", reduce_outputs: Mapping[str, str | None] | None = None, item_retries: int = 0,
 ) -> str:
     """The item runner (.runner/items.sh) every shard of a fan-out job runs; `store` is the store as the VM sees it.
 
-    `per_vm` items run at once on each VM (0: one per vCPU); a reduce's outputs default to the parent's outputs/.
+    `per_vm` items run at once on each VM (0: one per vCPU); a failed item runs again up to `item_retries` times;
+    a reduce's outputs default to the parent's outputs/.
     """
     if not (isinstance(per_vm, int) and not isinstance(per_vm, bool) and per_vm >= 0):
         raise SpecError(f"per_vm {per_vm!r} is not a number of items at once: use a whole number, 0 for one per vCPU")
@@ -107,6 +116,7 @@ def render_items(
         parent_id=parent_id,
         parent_uri=job_uri(store, parent_id),
         per_vm=per_vm,
+        item_retries=item_retries,
         fetch=1 if fetch else 0,
         command=command,
         reduce_command=reduce_command,

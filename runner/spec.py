@@ -77,6 +77,8 @@ class ItemsSpec(BaseModel):
     match: str = Field("*", min_length=1, description="glob on each item's name (a URI's basename, or the line)")
     per_vm: int = Field(0, ge=0, le=4096, description="items at once on each VM; 0 = one per vCPU")
     fetch: bool = Field(True, description="pull each item's object before its command runs")
+    retries: int = Field(0, ge=0, le=10, description="runs of a failed item again, on its VM, before it counts as failed "
+                         "(the job's own `retries` counts preemptions)")
 
     @field_validator("over")
     @classmethod
@@ -131,6 +133,10 @@ class JobSpec(BaseModel):
     region: str | None = None
     zone: str | None = None
     disk_gb: int = Field(50, ge=8, le=16384)
+    disk_type: str | None = Field(None, description="the root disk's type (GCP: pd-balanced, pd-ssd, hyperdisk-balanced...; AWS: gp3)")
+    disk_throughput: int | None = Field(None, ge=1, le=10000, description="the root disk's provisioned MB/s (AWS gp3, GCP hyperdisk)")
+    disk_iops: int | None = Field(None, ge=1, le=160000, description="the root disk's provisioned IOPS (AWS gp3, GCP hyperdisk)")
+    local_ssds: int | None = Field(None, ge=0, le=24, description="GCP local SSDs (375 GB each) for the scratch, where the type takes them")
     max_runtime: int = Field(2 * 3600, description="seconds; accepts 90s, 30m, 2h, 1h30m")
     max_cost: float | None = Field(None, gt=0, description="USD; becomes a runtime limit from the hourly price")
     retries: int = Field(0, ge=0, le=10, description="relaunches after a spot preemption")

@@ -25,7 +25,7 @@ TEMPLATE = ROOT / "templates" / "startup.sh.j2"
 ITEMS_TEMPLATE = ROOT / "templates" / "items.sh.j2"
 JOB = "vm-20240101T000000Z-abcdef"
 PARENT, SHARD = "fan-20240101T000000Z-abcdef", "fan--s1-20240101T000000Z-abcdef"
-LAUNCHER_RECORDS = ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",
+LAUNCHER_RECORDS = ("job.json", "user-data", "startup.sh", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",
                     "items.tsv", "shards/0", "shards/12")
 
 

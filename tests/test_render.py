@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import SpecError
-from runner.render import render_startup
+from runner.render import render_bootstrap, render_startup
 from runner.spec import validate
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -77,11 +77,25 @@ def test_values_are_quoted_and_resolved():
     assert "$(rm -rf /)" not in text.replace("'", "").split("export NASTY=")[0]
 
 
-def test_user_data_limit():
+def test_user_data_is_a_small_bootstrap_whatever_the_spec():
     spec = validate({"name": "big", "command": "true", "env": {"BLOB": "x" * 17000}}, "test")
-    with pytest.raises(SpecError, match="over the 16 KiB user-data limit"):
-        render_startup(spec, JOB_ID, "s3://b", "aws")
-    assert len(render("taxi", "s3").encode()) < 15 * 1024  # room left for a job's own env and paths
+    script = render_startup(spec, JOB_ID, "s3://b", "aws")  # travels through the store: no 16 KiB cap
+    assert len(script.encode()) > 17000
+    for store, endpoint in STORES.values():
+        boot = render_bootstrap(JOB_ID, store, "aws", 1800, s3_endpoint=endpoint)
+        assert len(boot.encode()) < 4096 and "BLOB" not in boot
+        assert "shutdown -P" in boot and "/startup.sh" in boot
+    with pytest.raises(SpecError, match="over EC2's 16 KiB limit"):
+        render_bootstrap(JOB_ID, "s3://" + "b" * 17000, "aws", 1800)
+
+
+@pytest.mark.parametrize("store_name", STORES)
+def test_bootstrap_passes_shellcheck(tmp_path, store_name):
+    store, endpoint = STORES[store_name]
+    script = tmp_path / "user-data"
+    script.write_text(render_bootstrap(JOB_ID, store, "aws", 1800, s3_endpoint=endpoint))
+    result = subprocess.run(["shellcheck", "--severity=info", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
 
 
 def test_attempt_is_rendered_and_checked():
@@ -99,3 +113,34 @@ def test_comment_lines_stay_in_the_template():
     assert text.startswith("#!/bin/bash\n# runner startup script for job ") and "# shellcheck disable=" in text
     body = text.split("set -uo pipefail", 1)[1]
     assert not [line for line in body.splitlines() if line.lstrip().startswith("# ")]
+
+
+def _run_bootstrap(tmp_path, store: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """The bootstrap on this host, with shims for shutdown, poweroff and sleep (they log their arguments)."""
+    bin_dir, root = tmp_path / "bin", tmp_path / "vm"
+    bin_dir.mkdir()
+    for name in ("shutdown", "poweroff", "sleep"):
+        (bin_dir / name).write_text(f'#!/bin/bash\necho "{name} $*" >> {tmp_path}/calls.log\n')
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "user-data"
+    script.write_text(render_bootstrap(JOB_ID, store, "sandbox", 1800))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_VM_ROOT": str(root)}
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60), tmp_path / "calls.log"
+
+
+def test_bootstrap_schedules_the_failsafe_then_runs_the_stored_script(tmp_path):
+    job = tmp_path / "store" / "jobs" / JOB_ID
+    job.mkdir(parents=True)
+    (job / "startup.sh").write_text('echo "ran from the store as $0"\n')
+    r, calls = _run_bootstrap(tmp_path, f"file://{tmp_path / 'store'}")
+    assert r.returncode == 0 and r.stdout == f"ran from the store as {tmp_path}/vm/tmp/startup.sh\n", r.stderr
+    assert calls.read_text().splitlines() == ["shutdown -P +40"]  # (1800 s + 10 min) in whole minutes, first thing
+
+
+def test_bootstrap_without_a_script_powers_off_after_its_tries(tmp_path):
+    job = tmp_path / "store" / "jobs" / JOB_ID
+    job.mkdir(parents=True)
+    os.symlink("/etc/hostname", job / "startup.sh")  # a link is not the launcher's script
+    r, calls = _run_bootstrap(tmp_path, f"file://{tmp_path / 'store'}")
+    assert calls.read_text().splitlines() == ["shutdown -P +40", *(f"sleep {w}" for w in (1, 2, 4, 8, 16, 0)), "poweroff "]
+    assert f"could not fetch file://{tmp_path}/store/jobs/{JOB_ID}/startup.sh" in r.stdout

@@ -25,7 +25,8 @@ def test_aws_ssm_secret_is_fetched_on_the_vm(s3, make_job, monkeypatch):
     got = s3c.get_object(Bucket=bucket, Key=f"runner/jobs/{job_id}/outputs/got.txt")["Body"].read().decode()
     assert got == SECRET
     user_data = s3c.get_object(Bucket=bucket, Key=f"runner/jobs/{job_id}/user-data")["Body"].read().decode()
-    assert "s3cr3t" not in user_data and "aws-ssm:/prod/db-password" in user_data
+    script = s3c.get_object(Bucket=bucket, Key=f"runner/jobs/{job_id}/startup.sh")["Body"].read().decode()
+    assert "s3cr3t" not in user_data + script and "aws-ssm:/prod/db-password" in script
 
 
 def test_gcp_secret_manager_secret_is_fetched_on_the_vm(make_job, runner_home):

@@ -164,15 +164,21 @@ def _report(job_id, status, as_json):
 
 @click.command()
 @click.argument("job_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--user-data", "user_data", is_flag=True, help="Print the user-data instead: the bootstrap that fetches the script.")
 @spec_options
-def render(job_dir, cloud, env, **flags):
-    """Print the startup script exactly as it would be sent (with a fresh job id).
+def render(job_dir, user_data, cloud, env, **flags):
+    """Print the startup script exactly as the VM runs it (with a fresh job id).
+
+    The VM's user-data is a small bootstrap: it schedules the failsafe power-off and fetches this script
+    from the job's folder in the store (jobs/<id>/startup.sh).
 
     \b
-    Example (EC2 takes at most 16 KiB of user-data):
-      runner render jobs/taxi --cloud aws | wc -c
+    Examples:
+      runner render jobs/taxi --cloud aws | shellcheck -
+      runner render jobs/taxi --cloud aws --user-data | wc -c   # EC2 takes at most 16 KiB
     """
-    click.echo(plan_from_flags(job_dir, cloud, env, **flags).request.user_data, nl=False)
+    request = plan_from_flags(job_dir, cloud, env, **flags).request
+    click.echo(request.user_data if user_data else request.script, nl=False)
 
 
 @click.command()

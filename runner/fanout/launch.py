@@ -176,7 +176,7 @@ def render_items_sh(p: FanoutPlan) -> bytes:
     vm_store = get_provider(p.cloud).store_for_vm(p.store.uri())
     reduce = spec.reduce
     return render_items(spec.command, p.job_id, vm_store, spec.items.per_vm, spec.items.fetch,
-                        reduce.command if reduce else "", reduce.outputs if reduce else None).encode()
+                        reduce.command if reduce else "", reduce.outputs if reduce else None, spec.items.retries).encode()
 
 
 def launch_shards(p: FanoutPlan, slices: list[list[Item]], first: int, code: Path) -> list[Shard]:

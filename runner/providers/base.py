@@ -12,7 +12,7 @@ class LaunchRequest:
     """Everything a backend needs to start one VM for one job."""
 
     job_id: str
-    user_data: str  # the rendered startup script
+    user_data: str  # the rendered bootstrap (it fetches `script` from the job's folder in the store)
     instance_type: str
     spot: bool
     disk_gb: int
@@ -24,6 +24,7 @@ class LaunchRequest:
     spot_fallback: bool | None = None  # on-demand when no zone has spot capacity; None: the backend's config
     attempt: int = 1  # 1 for the first launch, N for the (N-1)th relaunch; part of every idempotency token
     mounts: tuple[str, ...] = ()  # store-relative paths the job reads (a local VM shares only these, read-only)
+    script: str = ""  # the rendered startup script: the launcher uploads it to jobs/<id>/startup.sh before the VM starts
 
 
 @dataclass(frozen=True)

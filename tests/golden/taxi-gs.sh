@@ -1,5 +1,5 @@
 #!/bin/bash
-# runner startup script for job taxi-20260101T000000Z-abcdef on aws.
+# runner startup script for job taxi-20260101T000000Z-abcdef on aws (the bootstrap fetches it from the store).
 # Pulls the code and inputs from the store (no file lands outside its folder), runs the job, ships its
 # log to the store as numbered parts, uploads the outputs, writes the final status (never over another
 # final one) and powers the machine off, whatever happens.
@@ -46,6 +46,7 @@ json_str() {
 sum() { awk '{s+=$1}END{printf "%.0f\n",s}'; }
 bytes() { find "$@" -type f -printf '%s\n' | sum; }
 
+
 s3() { s5cmd --retry-count 3 ${S3_ENDPOINT:+--endpoint-url "$S3_ENDPOINT"} "$@"; }
 gs() {
   if [ -n "${GCE_METADATA_HOST:-}" ] || grep -qs Google /sys/class/dmi/id/product_name; then
@@ -53,6 +54,7 @@ gs() {
   fi
   GCE_METADATA_ROOT=${GCE_METADATA_ROOT:-${GCE_METADATA_HOST:-metadata.google.internal}} gsutil -q "$@"
 }
+
 plan() {
   jq -nr --arg src "$1" --arg dest "$2" --arg tool "$3" '[inputs | select(endswith("/") | not) | {k: ., rel: ltrimstr($src)}
     | .ok = ((.k | startswith($src)) and (.rel | explode | all(. > 31)) and (.rel | split("/") | all(. != "" and . != "." and . != ".."))
@@ -268,8 +270,6 @@ step() { STEP=$1 PHASE=$2; write_status RUNNING; }
 mkdir -p "$WORK" "$LOGS" "$TMP" "$CHECKPOINT" "$SHIP"
 trap finish EXIT
 trap on_term TERM INT
-
-shutdown -P "+$(( (MAX_RUNTIME + 600 + 59) / 60 ))" >> "$LOGS/startup.log" 2>&1 || say "could not schedule the failsafe shutdown"
 
 STARTED_AT=$(json_str "$(now)")
 say "job $JOB_ID starting on $(hostname), attempt $ATTEMPT"
