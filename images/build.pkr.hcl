@@ -37,6 +37,7 @@ build {
       "${path.root}/scripts/20-os-packages.sh",
       "${path.root}/scripts/30-python-venv.sh",
       "${path.root}/scripts/40-transfer-tools.sh",
+      "${path.root}/scripts/50-ray.sh",
     ]
   }
 

@@ -6,7 +6,7 @@ source "amazon-ebs" "runner" {
   instance_type   = var.aws_instance_type
   subnet_id       = var.aws_subnet_id
   ami_name        = local.image_name
-  ami_description = "runner batch image: Debian 12, Python data stack, s5cmd, AWS CLI, gsutil"
+  ami_description = "runner batch image: Debian 12, Python data stack, Ray, s5cmd, AWS CLI, gsutil, mdadm"
   ena_support     = true
 
   source_ami_filter {
@@ -44,7 +44,7 @@ source "googlecompute" "runner" {
   source_image_project_id = ["debian-cloud"]
   image_name              = local.image_name
   image_family            = var.image_family
-  image_description       = "runner batch image: Debian 12, Python data stack, s5cmd, AWS CLI, gsutil"
+  image_description       = "runner batch image: Debian 12, Python data stack, Ray, s5cmd, AWS CLI, gsutil, mdadm"
   image_labels            = { "runner-image" = "1" }
   disk_size               = var.disk_size_gb
   ssh_username            = "packer"

