@@ -147,6 +147,7 @@ class JobSpec(BaseModel):
     items: ItemsSpec | None = Field(None, description="run the command once per item, over many VMs")
     vms: int | None = Field(None, ge=1, le=1000, description="VMs a fan-out runs on (default 1); capped at the items")
     reduce: ReduceSpec | None = Field(None, description="run once after every item succeeded")
+    nodes: int | None = Field(None, ge=2, le=64, description="VMs of a Ray cluster the command runs on (a head and nodes-1 workers)")
 
     @field_validator("name")
     @classmethod
@@ -205,6 +206,9 @@ class JobSpec(BaseModel):
                 if getattr(self, field) is not None:
                     raise ValueError(f"{field!r} needs 'items' (what to run the command over): add items: {{over: PREFIX}} "
                                      "or items: {manifest: FILE}")
+        if self.nodes is not None and self.items is not None:
+            raise ValueError(f"'nodes' ({self.nodes}, a Ray cluster) and 'items' (a fan-out) cannot be used together: "
+                             "drop one (a Ray job spreads its own work over its nodes)")
         return self
 
 

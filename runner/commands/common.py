@@ -35,6 +35,7 @@ def spec_options(f):
         click.option("--region", metavar="R", help="Cloud region."),
         click.option("--zone", metavar="Z", help="Cloud zone."),
         click.option("--vms", type=int, metavar="N", help="VMs a job with items runs on (1-1000; capped at the number of items)."),
+        click.option("--nodes", type=int, metavar="N", help="Run the job on a Ray cluster of N VMs (2-64): a head and N-1 workers."),
     ]
     for opt in reversed(opts):
         f = opt(f)
