@@ -391,3 +391,79 @@ def test_links_planted_in_a_file_store_are_not_written_through(tmp_path, request
     assert not (folder / "a" / "done").is_symlink() and store.item("a", "done") == b"" and store.item("a", "result/r") == b"a\n"
     summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
     assert (summary["done"], summary["failed_items"]) == (1, {"b": 74})
+
+
+# Each run of an item is counted in $MARKS/runs.<name> and leaves a file named for it in its output folder; the item
+# fails (exit 10 + its run number) while its run number is at most the number in $MARKS/fails.<name>.
+COUNTED = (
+    'runs="$MARKS/runs.$RUNNER_ITEM_NAME"; echo x >> "$runs"; n=$(wc -l < "$runs"); echo "run $n of $RUNNER_ITEM_NAME"; '
+    ': > "$RUNNER_ITEM_OUTPUT/from-run-$n"; '
+    'if [ "$n" -le "$(cat "$MARKS/fails.$RUNNER_ITEM_NAME" 2> /dev/null || echo 0)" ]; then echo "failing on purpose"; exit $((10 + n)); fi'
+)
+
+
+def counted(store: Store, tmp_path: Path, fails: dict[str, int], retries: int) -> Path:
+    """One shard over the items of `fails` (each failing that many times first), at most `retries` more tries each."""
+    items = list(fails)
+    store.put(f"jobs/{PARENT}/items.sh", render_items(COUNTED, PARENT, store.uri, 2, False, item_retries=retries))
+    store.put(f"jobs/{PARENT}/manifest.jsonl", "".join(json.dumps({"name": i, "item": i, "size": None}) + "\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/items.tsv", "".join(f"{i}\t{i}\n" for i in items))
+    store.put(f"jobs/{shard_id(0)}/code.tar.gz", code_tar({}))
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    for name, n in fails.items():
+        (marks / f"fails.{name}").write_text(f"{n}\n")
+    return marks
+
+
+def runs(marks: Path, name: str) -> int:
+    return len(lines(marks / f"runs.{name}"))
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_an_item_that_fails_once_is_done_after_two_tries_within_its_budget_and_failed_at_once_without(tmp_path, request, retries):
+    store = Store("file", tmp_path, request)
+    marks = counted(store, tmp_path, {"flaky": 1, "fine": 0}, retries)
+    vm = start(store, 0, marks)
+    vm.wait()
+    log = store.item("flaky", "log").decode()
+    summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
+    assert store.item("fine", "done") == b"" and store.item("fine", "tries") is None and runs(marks, "fine") == 1
+    assert store.item("fine", "log") == (b"--- try 1 of 2\n" if retries else b"") + b"run 1 of fine\n"
+    if retries:
+        assert store.status(shard_id(0))["state"] == "SUCCEEDED", vm.console
+        assert runs(marks, "flaky") == 2 and store.item("flaky", "done") == b""
+        assert store.item("flaky", "exit_code") == b"0\n" and store.item("flaky", "tries") == b"2\n"
+        assert log == "--- try 1 of 2\nrun 1 of flaky\nfailing on purpose\n--- try 2 of 2\nrun 2 of flaky\n"
+        assert store.keys(f"jobs/{PARENT}/items/flaky/result/") == [f"jobs/{PARENT}/items/flaky/result/from-run-2"]  # a fresh folder
+        assert (summary["done"], summary["failed"], summary["failed_items"]) == (2, 0, {})
+        assert "flaky: exit 11 on try 1 of 2: running it again" in FileJob(store.job.root, shard_id(0)).log("job.log").decode()
+    else:
+        assert store.status(shard_id(0))["state"] == "FAILED", vm.console
+        assert runs(marks, "flaky") == 1 and store.item("flaky", "done") is None
+        assert store.item("flaky", "exit_code") == b"11\n" and store.item("flaky", "tries") is None
+        assert log == "run 1 of flaky\nfailing on purpose\n" and not store.keys(f"jobs/{PARENT}/items/flaky/result/")
+        assert (summary["done"], summary["failed"], summary["failed_items"]) == (1, 1, {"flaky": 11})
+
+
+def test_an_item_failing_every_try_runs_three_times_with_two_retries_then_is_failed_and_its_rerun_rewrites_tries(store, tmp_path):
+    marks = counted(store, tmp_path, {"broken": 3, "fine": 0}, 2)
+    vm = start(store, 0, marks)
+    vm.wait()
+    assert store.status(shard_id(0))["state"] == "FAILED", vm.console
+    assert runs(marks, "broken") == 3 and runs(marks, "fine") == 1
+    assert store.item("broken", "done") is None and store.item("broken", "exit_code") == b"13\n"  # the last try's code
+    assert store.item("broken", "tries") == b"3\n" and store.item("fine", "tries") is None
+    log = store.item("broken", "log").decode()
+    assert [line for line in log.splitlines() if line.startswith("---")] == ["--- try 1 of 3", "--- try 2 of 3", "--- try 3 of 3"]
+    assert [f"run {n} of broken" in log for n in (1, 2, 3)] == [True] * 3
+    summary = json.loads(store.get(f"jobs/{shard_id(0)}/summary.json"))
+    assert (summary["done"], summary["failed"], summary["failed_items"]) == (1, 1, {"broken": 13})
+
+    store.put(f"jobs/{shard_id(0)}/status.json", json.dumps({"state": "PROVISIONING"}))  # relaunched: it succeeds at once now
+    vm = start(store, 0, marks, attempt=2)
+    vm.wait()
+    assert store.status(shard_id(0))["state"] == "SUCCEEDED", vm.console
+    assert runs(marks, "broken") == 4 and runs(marks, "fine") == 1
+    assert store.item("broken", "done") == b"" and store.item("broken", "exit_code") == b"0\n"
+    assert store.item("broken", "tries") == b"1\n"  # not the 3 of the run before
