@@ -11,7 +11,13 @@ from pathlib import Path
 
 TABLE = Path(__file__).parent / "data" / "aws_on_demand.csv"
 SIZE_RE = re.compile(r"^(?:(\d*)xlarge|large|medium|small|micro|nano)\Z")
-GP3_USD_PER_GB_MONTH = 0.08  # us-east-1 list price; other regions differ by a few cents
+# gp3 in us-east-1 (https://aws.amazon.com/ebs/pricing/); other regions differ by a few cents. A volume includes
+# 3,000 IOPS and 125 MiB/s; more of either is billed per provisioned unit-month.
+GP3_USD_PER_GB_MONTH = 0.08
+GP3_USD_PER_IOPS_MONTH = 0.005
+GP3_USD_PER_MIBPS_MONTH = 0.04
+GP3_INCLUDED_IOPS = 3000
+GP3_INCLUDED_MIBPS = 125
 HOURS_PER_MONTH = 730
 
 
@@ -78,12 +84,20 @@ def latest_spot(rows: list[dict]) -> dict[str, float]:
     return {zone: price for zone, (_, price) in newest.items()}
 
 
-def disk_per_hour(disk_gb: int) -> float:
-    return disk_gb * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH
+def gp3_extra_per_hour(mibps: int = GP3_INCLUDED_MIBPS, iops: int = GP3_INCLUDED_IOPS) -> float:
+    """USD per hour of a gp3 volume's throughput and IOPS above what its price includes."""
+    extra = max(0, mibps - GP3_INCLUDED_MIBPS) * GP3_USD_PER_MIBPS_MONTH + max(0, iops - GP3_INCLUDED_IOPS) * GP3_USD_PER_IOPS_MONTH
+    return extra / HOURS_PER_MONTH
 
 
-def cost(usd_per_hour: float | None, seconds: int, disk_gb: int) -> float | None:
-    """The most a run can cost: the instance and its gp3 root volume for `seconds`."""
+def disk_per_hour(disk_gb: int, mibps: int = GP3_INCLUDED_MIBPS, iops: int = GP3_INCLUDED_IOPS) -> float:
+    """USD per hour of a gp3 volume: its size, and its speed above the included 125 MiB/s and 3,000 IOPS."""
+    return disk_gb * GP3_USD_PER_GB_MONTH / HOURS_PER_MONTH + gp3_extra_per_hour(mibps, iops)
+
+
+def cost(usd_per_hour: float | None, seconds: int, disk_gb: int, mibps: int = GP3_INCLUDED_MIBPS,
+         iops: int = GP3_INCLUDED_IOPS) -> float | None:
+    """The most a run can cost: the instance and its gp3 root volume (at `mibps` and `iops`) for `seconds`."""
     if usd_per_hour is None:
         return None
-    return round((usd_per_hour + disk_per_hour(disk_gb)) * seconds / 3600, 4)
+    return round((usd_per_hour + disk_per_hour(disk_gb, mibps, iops)) * seconds / 3600, 4)

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from runner import config, cost, input_check, jobs
@@ -80,12 +81,34 @@ def ship_script(store: Store, request: LaunchRequest) -> None:
 
 
 def sized(spec: JobSpec, job_id: str, provider) -> LaunchRequest:
-    """The request's machine, market and place, without a script yet (what check_request and prices need)."""
-    return LaunchRequest(
+    """The request's machine, market, place and disks, without a script yet (what check_request and prices need).
+
+    The disk fields size a cloud's disks: a local VM refuses them (its drives come with its type), the sandbox,
+    which runs any job.yaml on this host, ignores them with a note.
+    """
+    req = LaunchRequest(
         job_id=job_id, user_data="", instance_type=spec.instance_type or provider.default_instance_type,
         spot=spec.spot, disk_gb=spec.disk_gb, max_runtime=spec.max_runtime, image=spec.image,
         region=spec.region, zone=spec.zone, tags={"runner-job": job_id}, spot_fallback=spec.spot_fallback,
+        disk_type=spec.disk_type, disk_throughput=spec.disk_throughput, disk_iops=spec.disk_iops, local_ssds=spec.local_ssds,
     )
+    given = req.disk_fields()
+    if given and provider.name == "local":
+        if "local_ssds" in given:
+            raise SpecError(f"local_ssds {given['local_ssds']} is for GCP: a local VM gets emulated NVMe drives from its type, "
+                            "local-<vCPUs>x<GiB>-nvme<N> (e.g. --type local-2x4-nvme2); leave local_ssds out")
+        raise SpecError(f"{', '.join(f'{k} {v}' for k, v in given.items())}: a local VM's root disk is a file on this host, "
+                        "with no type or provisioned speed; leave these fields out of job.yaml and the flags for --cloud local")
+    if given and provider.name == "sandbox":
+        _note_once(f"runner: the sandbox runs on this host and sizes no disk: {', '.join(given)} ignored\n")
+        req = replace(req, disk_type=None, disk_throughput=None, disk_iops=None, local_ssds=None)
+    return req
+
+
+@lru_cache(maxsize=64)
+def _note_once(line: str) -> None:
+    """A note on stderr, once per process (a launch builds its request more than once)."""
+    sys.stderr.write(line)
 
 
 def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None = None) -> Plan:

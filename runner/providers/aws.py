@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from runner import aws_prices, images, settings
 from runner.errors import CapacityError, NotFoundError, NotOwnedError, QuotaError, SpecError
+from runner.providers import aws_disks
 from runner.providers.aws_errors import call, classify, translate  # noqa: F401 (the backend's error edge)
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.settings import AwsSettings
@@ -82,7 +83,7 @@ def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, 
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
         "BlockDeviceMappings": [{
             "DeviceName": image.get("RootDeviceName") or "/dev/xvda",
-            "Ebs": {"VolumeSize": req.disk_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
+            "Ebs": {"VolumeSize": req.disk_gb, "VolumeType": "gp3", "DeleteOnTermination": True, **aws_disks.root_volume(req).ebs()},
         }],
         "TagSpecifications": [{"ResourceType": r, "Tags": tags} for r in ("instance", "volume")],
         "ClientToken": client_token(req, attempt),
@@ -213,6 +214,7 @@ class AwsProvider:
             raise SpecError(f"{req.instance_type!r} is not an EC2 instance type (e.g. {DEFAULT_TYPE}, c6i.32xlarge)")
         if req.image and not req.image.startswith("ami-"):
             raise SpecError(f"--image {req.image!r} is not an AMI id (ami-...)")
+        aws_disks.root_volume(req)  # gp3's limits and the disk fields AWS takes
         cfg = self.load_settings(req)
         if not cfg.region:
             raise SpecError(f"no AWS region: pass --region, or set RUNNER_AWS_REGION, AWS_REGION or [aws] region in {settings.path()}")
@@ -303,10 +305,17 @@ class AwsProvider:
         kind = QuotaError if failed and all(isinstance(e, QuotaError) for _, e in failed) else CapacityError
         raise kind(f"could not start a {req.instance_type} in {cfg.region}: tried {tried}; {hint}try another type or region", scope=cfg.region)
 
+    def launch_batch(self, batch) -> dict:
+        """A fan-out's shards in one RunInstances call per zone attempt: see runner.providers.aws_batch."""
+        from runner.providers.aws_batch import launch_batch
+
+        return launch_batch(self, batch)
+
     def quote(self, req: LaunchRequest) -> dict:
         """What `--dry-run` adds: the image, the order of zones, hourly prices and the most it can cost."""
         cfg, _, image, attempts, fallback = self._prepare(req)
         od = aws_prices.on_demand(cfg.region, req.instance_type)
+        vol = aws_disks.root_volume(req)
         spot = min((a.price for a in attempts if a.price is not None), default=None)
         return {
             "region": cfg.region,
@@ -316,9 +325,10 @@ class AwsProvider:
             "on_demand_usd_per_hour": od[0] if od else None,
             "on_demand_price": od[1] if od else f"unknown: {req.instance_type} is not in {aws_prices.TABLE.name} (`make prices` refreshes it)",
             "on_demand_prices_as_of": aws_prices.as_of(),
-            "max_cost_spot_usd": aws_prices.cost(spot, req.max_runtime, req.disk_gb) if req.spot else None,
-            "max_cost_on_demand_usd": aws_prices.cost(od and od[0], req.max_runtime, req.disk_gb) if (not req.spot or fallback) else None,
+            "max_cost_spot_usd": aws_prices.cost(spot, req.max_runtime, req.disk_gb, vol.mibps, vol.iops) if req.spot else None,
+            "max_cost_on_demand_usd": aws_prices.cost(od and od[0], req.max_runtime, req.disk_gb, vol.mibps, vol.iops) if (not req.spot or fallback) else None,
             "cost_note": f"at max runtime ({req.max_runtime} s), with the {req.disk_gb} GB gp3 root volume",
+            **aws_disks.quote(vol, req.max_runtime),
         }
 
     def _ec2_of(self, inst: Instance):

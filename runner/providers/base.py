@@ -25,6 +25,16 @@ class LaunchRequest:
     attempt: int = 1  # 1 for the first launch, N for the (N-1)th relaunch; part of every idempotency token
     mounts: tuple[str, ...] = ()  # store-relative paths the job reads (a local VM shares only these, read-only)
     script: str = ""  # the rendered startup script: the launcher uploads it to jobs/<id>/startup.sh before the VM starts
+    disk_type: str | None = None  # the root disk's type; None: the backend's own for the instance type
+    disk_throughput: int | None = None  # the root disk's provisioned MiB/s (AWS gp3, GCP hyperdisk-balanced); None: a default
+    disk_iops: int | None = None  # the root disk's provisioned IOPS, likewise
+    local_ssds: int | None = None  # GCP local SSDs (NVMe, 375 GiB each) for the job's scratch; None: none, or the type's own
+
+    def disk_fields(self) -> dict[str, object]:
+        """The root-disk and local-SSD fields the request sets, by their job.yaml names."""
+        fields = {"disk_type": self.disk_type, "disk_throughput": self.disk_throughput, "disk_iops": self.disk_iops,
+                  "local_ssds": self.local_ssds}
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)
