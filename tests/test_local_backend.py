@@ -125,3 +125,102 @@ def test_doctor_says_whether_kvm_works(runner_home):
     assert lines["kvm"].startswith("OK")  # auto: without KVM the VM runs under TCG, still a working setup
     assert "image" in lines
     assert Path(runner_home / "local" / "kvm-probe.json").is_file()
+
+
+def test_local_types_with_emulated_nvme_drives():
+    from runner.errors import SpecError
+    from runner.providers.local import LocalType, parse_type
+
+    assert parse_type("local-2x4") == LocalType(2, 4, 0)
+    assert parse_type("local-2x4-nvme2") == LocalType(2, 4, 2)
+    assert parse_type("local-1x2-nvme8").nvme == 8
+    for bad in ("local-2x4-nvme0", "local-2x4-nvme9", "local-2x4-nvme12"):
+        with pytest.raises(SpecError, match=rf"{bad!r} asks for \d+ NVMe drives: use 1 to 8"):
+            parse_type(bad)
+    for bad in ("local-2x4-nvme", "local-2x4-nvme2\n", "local-2x4-ssd2", "local-2x4nvme2", "local-2x4-nvme-2"):
+        with pytest.raises(SpecError, match="is not a local type: .*local-<vCPUs>x<GiB>-nvme<N>"):
+            parse_type(bad)
+
+
+def test_nvme_drive_size_setting(monkeypatch):
+    from runner.errors import SpecError
+    from runner.providers.local import nvme_gib
+
+    monkeypatch.delenv("RUNNER_LOCAL_NVME_GIB", raising=False)
+    assert nvme_gib() == 2
+    monkeypatch.setenv("RUNNER_LOCAL_NVME_GIB", "16")
+    assert nvme_gib() == 16
+    for bad in ("0", "1.5", "-1", "2G", "4096"):
+        monkeypatch.setenv("RUNNER_LOCAL_NVME_GIB", bad)
+        with pytest.raises(SpecError, match=rf"RUNNER_LOCAL_NVME_GIB={bad!r} is not a whole number of GiB from 1 to 1024"):
+            nvme_gib()
+
+
+def test_drives_are_fresh_sparse_files(tmp_path):
+    from runner.providers.local import create_drives, nvme_drives
+
+    drives = nvme_drives(tmp_path, 2)
+    assert [p.name for p in drives] == ["nvme0.raw", "nvme1.raw"]
+    drives[0].write_bytes(b"an earlier attempt's data")
+    create_drives(drives, 3)
+    for p in drives:
+        assert p.stat().st_size == 3 << 30 and p.stat().st_blocks == 0
+        with open(p, "rb") as f:
+            assert f.read(64) == bytes(64)
+
+
+def test_qemu_attaches_each_drive_as_an_nvme_device_with_its_serial(tmp_path):
+    """The argv given to a real QEMU (paused before any guest code runs): NVMe controllers, their serials, their files."""
+    from runner.providers.local import create_drives, nvme_args, nvme_drives
+
+    d = tmp_path / "a,dir"  # a comma in the path: QEMU's option syntax doubles it
+    d.mkdir()
+    drives = nvme_drives(d, 2)
+    create_drives(drives, 1)
+    args = nvme_args(drives)
+    assert args[:4] == ["-drive", f"file={str(drives[0]).replace(',', ',,')},if=none,format=raw,id=scratch0",
+                        "-device", "nvme,serial=runner-scratch-0,drive=scratch0"]
+    qmp = [{"execute": "qmp_capabilities"}, {"execute": "human-monitor-command", "arguments": {"command-line": "info qtree"}},
+           {"execute": "query-block"}, {"execute": "quit"}]
+    r = subprocess.run(["qemu-system-x86_64", "-S", "-nodefaults", "-nic", "none", "-accel", "tcg", "-display", "none",
+                        "-qmp", "stdio", *args], input="".join(json.dumps(c) + "\n" for c in qmp),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    answers = [json.loads(line)["return"] for line in r.stdout.splitlines() if '"return"' in line]
+    devices, props = [], {}
+    for line in answers[1].splitlines():  # info qtree: a "dev: TYPE, id ..." line, then its properties "key = value"
+        line = line.strip()
+        if line.startswith("dev: "):
+            props = {"type": line[5:].split(",")[0]}
+            devices.append(props)
+        elif " = " in line:
+            props.setdefault(*line.split(" = ", 1))
+    assert sorted((p["drive"], p["serial"]) for p in devices if p["type"] == "nvme") == [
+        ('"scratch0"', '"runner-scratch-0"'), ('"scratch1"', '"runner-scratch-1"')]
+    assert {(b["device"], b["inserted"]["file"], b["inserted"]["drv"]) for b in answers[2]} == {
+        ("scratch0", str(drives[0]), "raw"), ("scratch1", str(drives[1]), "raw")}
+
+
+def test_a_bad_nvme_type_or_size_is_refused_before_launch(fake_image, make_job, runner_home):
+    d = make_job({"name": "nvme", "command": "echo never"})
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-2x4-nvme9", "--json")
+    assert r.returncode == 2 and "'local-2x4-nvme9' asks for 9 NVMe drives: use 1 to 8" in r.stderr
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-2x4-nvme2", "--json", env={"RUNNER_LOCAL_NVME_GIB": "lots"})
+    assert r.returncode == 2 and "RUNNER_LOCAL_NVME_GIB='lots'" in r.stderr
+    assert not (runner_home / "store" / "jobs").exists() or not any((runner_home / "store" / "jobs").iterdir())
+    assert not (runner_home / "local").exists() or not any((runner_home / "local").glob("*/nvme*.raw"))
+
+
+def test_a_vms_drives_are_attached_and_deleted_with_its_overlay(fake_image, make_job, runner_home):
+    d = make_job({"name": "nvme", "command": "echo never"})
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-1x1-nvme2", "--wait", "--json", timeout=120,
+                env={"RUNNER_LOCAL_ACCEL": "tcg,no-such-prop=1", "RUNNER_LOCAL_NVME_GIB": "1"})
+    assert r.stdout.strip(), r.stderr
+    obj = json.loads(r.stdout.strip().splitlines()[-1])
+    assert obj["state"] == "LOST"
+    vm = runner_home / "local" / obj["job_id"]
+    run_sh = (vm / "run.sh").read_text()
+    for k in (0, 1):
+        assert f"-drive 'file={vm}/nvme{k}.raw,if=none,format=raw,id=scratch{k}' -device nvme,serial=runner-scratch-{k},drive=scratch{k}" in run_sh
+    assert f"rm -f '{vm}/disk.qcow2' '{vm}/nvme0.raw' '{vm}/nvme1.raw'" in run_sh
+    assert not list(vm.glob("nvme*.raw")) and not (vm / "disk.qcow2").exists()

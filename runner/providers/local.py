@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from runner import config, images
 from runner.errors import NotOwnedError, RunnerError, SpecError
@@ -26,23 +27,63 @@ from runner.providers import local_doctor, local_share, proc
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.store import split_uri
 
-TYPE_RE = re.compile(r"^local-(\d+)x(\d+)\Z")
+TYPE_RE = re.compile(r"^local-(\d+)x(\d+)(?:-nvme(\d+))?\Z")
+MAX_NVME = 8  # emulated NVMe drives per VM
+NVME_GIB = 2  # size of each drive unless $RUNNER_LOCAL_NVME_GIB says otherwise
 GUEST_STORE = "file:///mnt/runner-store"
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 POWERDOWN_GRACE = 120.0  # seconds for the guest's script to save its logs after an ACPI power-off
 FAILURE_LIMIT = 2000  # characters of QEMU's own error kept in a job's reason
 
 
-def parse_type(instance_type: str) -> tuple[int, int]:
-    """'local-2x4' -> (2 vCPUs, 4 GiB)."""
+class LocalType(NamedTuple):
+    cpus: int
+    gib: int
+    nvme: int  # emulated NVMe drives, the VM's instance store
+
+
+def parse_type(instance_type: str) -> LocalType:
+    """'local-2x4' -> (2 vCPUs, 4 GiB, no drives); 'local-2x4-nvme2' -> the same with 2 emulated NVMe drives."""
     m = TYPE_RE.match(instance_type)
     if not m:
-        raise SpecError(f"instance type {instance_type!r} is not a local type: use local-<vCPUs>x<GiB>, e.g. local-2x4")
-    cpus, gib = int(m[1]), int(m[2])
+        raise SpecError(f"instance type {instance_type!r} is not a local type: use local-<vCPUs>x<GiB>, e.g. local-2x4, "
+                        "or local-<vCPUs>x<GiB>-nvme<N> for N emulated NVMe drives, e.g. local-2x4-nvme2")
+    cpus, gib, nvme = int(m[1]), int(m[2]), int(m[3] or 0)
     host_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30
     if not 1 <= cpus <= 4 * (os.cpu_count() or 1) or not 1 <= gib < host_gib:
         raise SpecError(f"instance type {instance_type!r} does not fit this host ({os.cpu_count()} CPUs, {host_gib} GiB)")
-    return cpus, gib
+    if m[3] is not None and not 1 <= nvme <= MAX_NVME:
+        raise SpecError(f"instance type {instance_type!r} asks for {nvme} NVMe drives: use 1 to {MAX_NVME}, e.g. local-{cpus}x{gib}-nvme2")
+    return LocalType(cpus, gib, nvme)
+
+
+def nvme_gib() -> int:
+    """$RUNNER_LOCAL_NVME_GIB: the size of each emulated NVMe drive (a sparse file), 2 GiB unless set."""
+    value = os.environ.get("RUNNER_LOCAL_NVME_GIB", "").strip() or str(NVME_GIB)
+    if not value.isdigit() or not 1 <= int(value) <= 1024:
+        raise SpecError(f"RUNNER_LOCAL_NVME_GIB={value!r} is not a whole number of GiB from 1 to 1024: set it to e.g. 2, or unset it")
+    return int(value)
+
+
+def nvme_drives(d: Path, count: int) -> list[Path]:
+    """The backing files of a VM's emulated NVMe drives, in its local dir."""
+    return [d / f"nvme{k}.raw" for k in range(count)]
+
+
+def nvme_args(drives: list[Path]) -> list[str]:
+    """QEMU options that attach each file as an NVMe drive with the serial runner-scratch-K (how the guest finds them)."""
+    args = []
+    for k, path in enumerate(drives):
+        args += ["-drive", f"file={_q(path)},if=none,format=raw,id=scratch{k}",
+                 "-device", f"nvme,serial=runner-scratch-{k},drive=scratch{k}"]
+    return args
+
+
+def create_drives(drives: list[Path], gib: int) -> None:
+    """Fresh sparse files of `gib` GiB each: all zeros, so a drive never carries an earlier attempt's data."""
+    for path in drives:
+        with open(path, "wb") as f:
+            f.truncate(gib << 30)
 
 
 def _q(path: str | Path) -> str:
@@ -61,7 +102,8 @@ class LocalProvider:
         self.root = config.home() / "local"
 
     def check_request(self, req: LaunchRequest) -> None:
-        parse_type(req.instance_type)
+        if parse_type(req.instance_type).nvme:
+            nvme_gib()
         local_doctor.accel_setting()
         images.local_image(req.image)
         for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds", "unshare"):
@@ -76,14 +118,14 @@ class LocalProvider:
         return GUEST_STORE
 
     def launch(self, req: LaunchRequest) -> Instance:
-        cpus, gib = parse_type(req.instance_type)
+        cpus, gib, nvme = parse_type(req.instance_type)
         image = images.local_image(req.image)
         store = Path(split_uri(config.store_uri())[2])
         binds = local_share.plan(store, req.job_id, req.mounts)
         accel = local_doctor.chosen_accel()
         d = self.root / req.job_id
         d.mkdir(parents=True, exist_ok=True)
-        for stale in ("failure", "qemu.log"):
+        for stale in ("failure", "qemu.log", *(p.name for p in d.glob("nvme*.raw"))):
             (d / stale).unlink(missing_ok=True)
         local_share.prepare(d / "share", binds)
         sockets = Path(tempfile.mkdtemp(prefix="runner-vm-"))  # unix socket paths must stay short
@@ -94,6 +136,9 @@ class LocalProvider:
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
         _run(["cloud-localds", str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")])
         _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(d / "disk.qcow2"), f"{req.disk_gb}G"])
+        drives = nvme_drives(d, nvme)
+        if drives:
+            create_drives(drives, nvme_gib())
         qemu = [
             "qemu-system-x86_64", "-name", req.job_id, "-no-reboot", "-nic", "none",
             *accel,
@@ -102,6 +147,7 @@ class LocalProvider:
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.cmdline,
             "-drive", f"file={_q(d / 'disk.qcow2')},if=virtio,format=qcow2",
             "-drive", f"file={_q(d / 'seed.iso')},if=virtio,format=raw,readonly=on",
+            *nvme_args(drives),
             "-chardev", f"socket,id=vfs,path={_q(sockets / 'vfsd.sock')}",
             "-device", "vhost-user-fs-pci,chardev=vfs,tag=runner-store",
             "-chardev", f"file,id=con,path={_q(console)}", "-serial", "chardev:con",
@@ -113,7 +159,7 @@ class LocalProvider:
         q = shlex.quote
         (d / "run.sh").write_text(SUPERVISOR.format(
             share=q(str(d / "share.sh")), sock=q(str(sockets / "vfsd.sock")), qemu=shlex.join(qemu),
-            disk=q(str(d / "disk.qcow2")), sockets=q(str(sockets)), qemu_log=q(str(d / "qemu.log")),
+            disks=shlex.join(str(p) for p in (d / "disk.qcow2", *drives)), sockets=q(str(sockets)), qemu_log=q(str(d / "qemu.log")),
             share_log=q(str(d / "share.log")), failure=q(str(d / "failure")), console=q(str(console)),
         ))
         data = {"dir": str(d), "sockets": str(sockets), **proc.spawn(["bash", str(d / "run.sh")], d, dict(os.environ), d / "host.log")}
@@ -221,7 +267,7 @@ if [ "$rc" -ne 0 ]; then
 fi
 kill "$vfsd" 2>/dev/null
 wait "$vfsd" 2>/dev/null
-rm -f {disk}
+rm -f {disks}
 rm -rf {sockets}
 exit $rc
 """
