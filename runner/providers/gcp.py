@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from runner import images, settings
 from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError, QuotaError, RunnerError, SpecError
-from runner.providers import gcp_network, gcp_prices
+from runner.providers import gcp_disks, gcp_network, gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.providers.gcp_api import call, translate  # noqa: F401 (translate: gcp_doctor's)
 from runner.providers.gcp_build import (
@@ -40,7 +40,6 @@ from runner.providers.gcp_build import (
     region_of,
     request_id,
 )
-from runner.providers.gcp_families import boot_disk_type
 from runner.store import split_uri
 
 IMAGE_RE = re.compile(r"^(?:https://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<rest>.+)\Z")
@@ -101,6 +100,7 @@ class GcpProvider:
         """Offline checks (machine type, image, zone, project, service account); `render` calls this too."""
         if not TYPE_RE.match(req.instance_type):
             raise SpecError(f"{req.instance_type!r} is not a GCE machine type (e.g. {DEFAULT_TYPE}, n2-highmem-16)")
+        gcp_disks.plan(req)  # the disk type, provisioned speed and local SSDs the machine type takes
         if req.image and req.image.startswith("ami-"):
             raise SpecError(f"--image {req.image!r} is an AMI; give a GCE image name or projects/P/global/images/NAME")
         if req.zone and not ZONE_RE.match(req.zone):
@@ -241,8 +241,9 @@ class GcpProvider:
         _, project, image, attempts, fallback = self._prepare(req)
         od = gcp_prices.on_demand(region_of(attempts[0].zone), req.instance_type)
         deadline = req.max_runtime + DEADLINE_MARGIN
-        disk = boot_disk_type(req.instance_type)
-        most = gcp_prices.cost(od[0] if od else None, deadline, req.disk_gb, disk)
+        disks = gcp_disks.plan(req)
+        disk = disks.boot_type
+        most = gcp_prices.cost(od[0] if od else None, deadline, req.disk_gb, disk, disks.iops, disks.mibps, disks.local_ssds)
         return {
             "project": project,
             "image": f"{image['name']} ({image['source']})",
@@ -255,6 +256,7 @@ class GcpProvider:
             "max_cost_on_demand_usd": most if (not req.spot or fallback) else None,
             "cost_note": f"at the cloud-side deadline ({deadline} s = max runtime + {DEADLINE_MARGIN} s) with a "
                          f"{req.disk_gb} GB {disk} disk; spot is at most the on-demand price (usually 60-90% less)",
+            **gcp_disks.quote(req, disks, deadline),
         }
 
     def _where(self, inst: Instance) -> tuple[str, str, str]:

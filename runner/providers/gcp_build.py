@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from runner import settings
 from runner.errors import AuthError, CapacityError, NotFoundError, QuotaError, RunnerError, SpecError
+from runner.providers import gcp_disks
 from runner.providers.base import InstanceState, LaunchRequest
-from runner.providers.gcp_families import boot_disk_type, on_host_maintenance
+from runner.providers.gcp_families import on_host_maintenance
 
 DEFAULT_TYPE = "e2-standard-4"
 IMAGE_FAMILY = "runner"  # images/variables.pkr.hcl: image_family
@@ -183,14 +184,7 @@ def instance_body(req: LaunchRequest, cfg: GcpSettings, image: str, attempt: Att
             {"key": "shutdown-script", "value": shutdown_script(cfg.api)},  # the guest agent runs it
             {"key": LABEL, "value": req.job_id},
         ]},
-        "disks": [{
-            "boot": True,
-            "auto_delete": True,
-            "initialize_params": {
-                "source_image": image, "disk_size_gb": req.disk_gb,
-                "disk_type": f"zones/{zone}/diskTypes/{boot_disk_type(req.instance_type)}", "labels": tags,
-            },
-        }],
+        "disks": gcp_disks.disks(req, zone, image, tags),  # the boot disk, and local SSDs when asked for
         "network_interfaces": [nic],
         "service_accounts": [{"email": cfg.service_account, "scopes": list(SCOPES)}],
         "scheduling": {

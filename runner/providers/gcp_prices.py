@@ -23,10 +23,18 @@ RATES = {  # machine family: (USD per vCPU-hour, USD per GB-hour), on-demand, us
 GB_PER_VCPU = {"standard": 4.0, "highmem": 8.0, "highcpu": 1.0}
 GB_PER_VCPU_BY_FAMILY = {("n1", "standard"): 3.75, ("n1", "highmem"): 6.5, ("n1", "highcpu"): 0.9,
                          ("c3", "highcpu"): 2.0, ("c2d", "highcpu"): 2.0}
-DISK_USD_PER_GB_MONTH = {  # boot disk capacity; a Hyperdisk Balanced disk includes 3000 IOPS and 140 MB/s
+DISK_USD_PER_GB_MONTH = {  # boot disk capacity (https://cloud.google.com/compute/disks-image-pricing)
+    "pd-standard": 0.04,
     "pd-balanced": 0.10,
+    "pd-ssd": 0.17,
     "hyperdisk-balanced": 0.08,
 }
+# A Hyperdisk Balanced disk includes 3,000 IOPS and 140 MiB/s; more of either is billed per provisioned unit-month.
+HB_INCLUDED_IOPS, HB_INCLUDED_MIBPS = 3000, 140
+HB_USD_PER_IOPS_MONTH = 0.005
+HB_USD_PER_MIBPS_MONTH = 0.04
+LOCAL_SSD_USD_PER_GB_MONTH = 0.08  # on-demand; a spot VM's local SSDs cost less
+LOCAL_SSD_GB = 375
 HOURS_PER_MONTH = 730
 TYPE_RE = re.compile(r"^(?P<family>[a-z0-9]+)-(?:(?P<kind>standard|highmem|highcpu)-(?P<cpus>\d+)|custom-(?P<ccpus>\d+)-(?P<mb>\d+))\Z")
 
@@ -53,9 +61,24 @@ def on_demand(region: str, machine_type: str) -> tuple[float, str] | None:
     return price, f"{REGION} list price as of {AS_OF}{where}"
 
 
-def cost(usd_per_hour: float | None, seconds: int, disk_gb: int, disk_type: str = "pd-balanced") -> float | None:
-    """The most a run can cost: the VM and its boot disk (of `disk_type`) for `seconds`."""
+def disk_extra_per_hour(disk_type: str, iops: int | None = None, mibps: int | None = None) -> float:
+    """USD per hour of a boot disk's provisioned IOPS and throughput above what its price includes (Hyperdisk only)."""
+    if disk_type != "hyperdisk-balanced":
+        return 0.0
+    extra = max(0, (iops or 0) - HB_INCLUDED_IOPS) * HB_USD_PER_IOPS_MONTH + max(0, (mibps or 0) - HB_INCLUDED_MIBPS) * HB_USD_PER_MIBPS_MONTH
+    return extra / HOURS_PER_MONTH
+
+
+def local_ssds_per_hour(count: int) -> float:
+    """USD per hour of `count` local SSDs (375 GB each)."""
+    return count * LOCAL_SSD_GB * LOCAL_SSD_USD_PER_GB_MONTH / HOURS_PER_MONTH
+
+
+def cost(usd_per_hour: float | None, seconds: int, disk_gb: int, disk_type: str = "pd-balanced", iops: int | None = None,
+         mibps: int | None = None, local_ssds: int = 0) -> float | None:
+    """The most a run can cost: the VM, its boot disk (of `disk_type`, at `iops` and `mibps`) and local SSDs for `seconds`."""
     if usd_per_hour is None:
         return None
     disk = disk_gb * DISK_USD_PER_GB_MONTH.get(disk_type, max(DISK_USD_PER_GB_MONTH.values())) / HOURS_PER_MONTH
-    return round((usd_per_hour + disk) * seconds / 3600, 4)
+    disks = disk + disk_extra_per_hour(disk_type, iops, mibps) + local_ssds_per_hour(local_ssds)
+    return round((usd_per_hour + disks) * seconds / 3600, 4)
