@@ -83,18 +83,41 @@ def render_startup(
     return script
 
 
-def render_bootstrap(job_id: str, store: str, cloud: str, max_runtime: int, s3_endpoint: str = "") -> str:
+def render_bootstrap(job_id: str, store: str, cloud: str, max_runtime: int, s3_endpoint: str = "",
+                     shards: range | None = None, metadata_url: str = "") -> str:
     """The user-data: schedules the failsafe power-off, fetches the job's startup.sh from the store and runs it.
 
     `store` is the store as the VM sees it; the launcher uploads the startup script to jobs/<id>/startup.sh first.
+    With `shards` (a range of shard numbers of the fan-out job `job_id`), one bootstrap for every VM of a batch:
+    each finds its shard number at boot from `metadata_url` (EC2: `shards.start` + its launch index; GCE: its name).
     """
+    batch = _batch(job_id, store, cloud, shards, metadata_url) if shards is not None else None
+    what = f"shards {shards.start}..{shards.stop - 1} of fan-out job {job_id}" if shards is not None else f"job {job_id}"
     script = _env.get_template("bootstrap.sh.j2").render(
         job_id=job_id, job_uri=job_uri(store, job_id), cloud=cloud, max_runtime=max_runtime, s3_endpoint=s3_endpoint,
+        batch=batch, what=what,
     )
     size = len(script.encode())
     if size > USER_DATA_LIMIT:
         raise SpecError(f"the user-data for {job_id} is {size} bytes, over EC2's 16 KiB limit: use a shorter store URI")
     return script
+
+
+def _batch(parent_id: str, store: str, cloud: str, shards: range, metadata_url: str) -> dict:
+    """What a batch bootstrap needs to name its shard's folder: `<name>--s` + k + `-<ts>-<rand>` under jobs/."""
+    from runner.fanout import ids
+
+    if cloud not in ("aws", "gcp"):
+        raise SpecError(f"a batch bootstrap is for aws or gcp, where a VM can tell its shard at boot, not {cloud!r}")
+    if not (isinstance(shards, range) and shards.step == 1 and len(shards) and 0 <= shards.start and shards.stop - 1 <= ids.MAX_SHARD):
+        raise SpecError(f"shards {shards!r} of {parent_id}: a batch is a non-empty range of shard numbers from 0 to {ids.MAX_SHARD}")
+    if not metadata_url:
+        raise SpecError(f"a batch bootstrap for {parent_id} needs the metadata server's address, where each VM learns its shard")
+    first = ids.shard_id(parent_id, shards.start)  # checks the parent's id too
+    prefix = first[:first.index(f"--s{shards.start}-") + 3]
+    suffix = first[len(prefix) + len(str(shards.start)):]
+    return {"jobs_uri": join(store, "jobs"), "prefix": prefix, "suffix": suffix, "name_suffix": suffix.lower(),
+            "first": shards.start, "last": shards.stop - 1, "metadata_url": metadata_url}
 
 
 def render_items(

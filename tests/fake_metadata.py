@@ -15,6 +15,7 @@ class FakeMetadata:
         self.secrets = secrets or {}  # Secret Manager: "projects/P/secrets/S/versions/V" -> value
         self.interrupted = threading.Event()
         self.requests: list[str] = []
+        self.identity = {"/latest/meta-data/ami-launch-index": "0", "/computeMetadata/v1/instance/name": "runner-vm"}  # what a VM asks first
         meta = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +54,12 @@ class FakeMetadata:
                     if value is None:
                         return self._send(404)
                     return self._send(200, json.dumps({"payload": {"data": base64.b64encode(value.encode()).decode()}}))
+                if self.path in meta.identity:  # the launch index (IMDSv2, with its token) or the VM's name (GCE)
+                    aws = self.path.startswith("/latest/")
+                    if (aws and self.headers.get("X-aws-ec2-metadata-token") != "token-123") or (
+                            not aws and self.headers.get("Metadata-Flavor") != "Google"):
+                        return self._send(401 if aws else 403)
+                    return self._send(200, meta.identity[self.path])
                 if self.path == "/computeMetadata/v1/instance/preempted":
                     if self.headers.get("Metadata-Flavor") != "Google":
                         return self._send(403)
