@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def test_taxi_fanout_over_two_real_vms(vm_env, runner_home, tmp_path):
     assert rows[0] == ["passenger_count", "trips"] and rows[1:] == expected_rows(reference_counts(data))
     for k in (0, 1):  # each shard was a VM of its own that powered itself off
         assert "reboot: Power down" in run_cli("logs", job["job_id"], "--shard", str(k), "--all").stdout
+
+
+def test_scratch_on_two_emulated_nvme_drives(vm_env, runner_home, make_job):
+    """local-2x4-nvme2: the startup script stripes both drives into one md RAID0 and the work dir lives on it."""
+    cmd = 'df --output=source,target "$RUNNER_WORK_DIR"; cat /proc/mdstat; echo "scratch=$RUNNER_SCRATCH"; echo "work=$RUNNER_WORK_DIR"'
+    d = make_job({"name": "nvme", "command": cmd})
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-2x4-nvme2", "--wait", "--json", timeout=900)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    log = run_cli("logs", job["job_id"]).stdout
+    lines = log.splitlines()
+    source, target = lines[lines.index(next(line for line in lines if line.startswith("Filesystem"))) + 1].split()
+    md = source.removeprefix("/dev/")
+    assert source.startswith("/dev/md"), log  # the work dir is on an md array ...
+    array = next(line for line in lines if line.startswith(f"{md} :"))
+    assert "active raid0" in array, log  # ... striped ...
+    assert sorted(re.findall(r"\b(nvme\d+n1)\[\d+\]", array)) == ["nvme0n1", "nvme1n1"], log  # ... over both drives
+    scratch = next(line for line in lines if line.startswith("scratch=")).removeprefix("scratch=")
+    work = next(line for line in lines if line.startswith("work=")).removeprefix("work=")
+    assert scratch and (scratch == target or scratch.startswith(target + "/")) and work.startswith(scratch + "/"), log
+    inst = json.loads((runner_home / "store" / "jobs" / job["job_id"] / "instance.json").read_text())
+    assert not list(Path(inst["data"]["dir"]).glob("nvme*.raw"))  # the drives went with the VM
