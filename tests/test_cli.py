@@ -9,11 +9,11 @@ import sys
 from conftest import ROOT, run_cli
 
 
-def test_help_imports_no_cloud_sdk_or_jinja():
+def test_help_imports_no_cloud_sdk_jinja_or_ray():
     code = (
         "import sys; from click.testing import CliRunner; from runner.cli import main;"
         "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'google', 'jinja2', 'pydantic')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'google', 'jinja2', 'pydantic', 'ray')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
