@@ -60,6 +60,11 @@ def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Resul
 
     if fanout.is_parent(store, job_id):
         return _cancel_fanout(store, job_id, st, wait, reason)
+    from runner.cluster import launch as cluster
+    from runner.cluster.stop import cancel_cluster
+
+    if cluster.cluster_of(store, job_id) is not None:
+        return cancel_cluster(store, job_id, st, wait, reason)
     marker = {"requested_at": jobs.utcnow(), "by": f"{getpass.getuser()}@{socket.gethostname()}"}
     store.put_bytes(jobs.job_key(job_id, "cancel"), json.dumps(marker).encode())
     result = Result(jobs.CANCELLED)

@@ -197,9 +197,10 @@ def read_instance(store: Store, job_id: str) -> tuple[Instance | None, str]:
 
 
 def list_jobs(store: Store, limit: int | None = None) -> list[str]:
-    """Job ids in the store, newest first (a fan-out job's shards are listed under it, not here)."""
+    """Job ids in the store, newest first (a fan-out job's shards and a cluster job's nodes are listed under it, not here)."""
+    from runner.cluster.ids import is_node
     from runner.fanout.ids import is_shard
 
-    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j) and not is_shard(j)]
+    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j) and not is_shard(j) and not is_node(j)]
     ids.sort(key=lambda j: (ID_RE.fullmatch(j)["ts"], j), reverse=True)
     return ids[:limit] if limit else ids

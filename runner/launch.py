@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner import config, cost, input_check, jobs
 from runner import pack as packing
+from runner.cluster.ids import network_tag
 from runner.errors import RunnerError, SpecError
 from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance, LaunchRequest
@@ -71,7 +72,7 @@ def request_for(spec: JobSpec, job_id: str, cloud: str, store: Store, attempt: i
                             metadata_url=provider.metadata_url, attempt=attempt)
     user_data = render_bootstrap(job_id, vm_store, cloud, spec.max_runtime, s3_endpoint=endpoint)
     return replace(sized(spec, job_id, provider), user_data=user_data, script=script, attempt=attempt,
-                   mounts=mounts(spec, store.uri(), cloud))
+                   mounts=mounts(spec, store.uri(), cloud), network_tag=network_tag(job_id))
 
 
 def ship_script(store: Store, request: LaunchRequest) -> None:
@@ -126,6 +127,10 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
         limit = cost.runtime_for(spec.max_cost, usd_per_hour, cloud, draft.instance_type)
         if limit and limit < spec.max_runtime:
             spec = spec.model_copy(update={"max_runtime": limit})
+    if spec.nodes is not None:  # a Ray cluster: its nodes are ordinary jobs
+        from runner.cluster.launch import plan_cluster
+
+        return plan_cluster(spec, job_dir, cloud, store, job_id, usd_per_hour)
     if spec.items is not None:  # one job over many VMs: its shards are ordinary jobs
         from runner.fanout.launch import plan_fanout
 
@@ -138,6 +143,10 @@ def launch(p: Plan, code: Path | None = None, extra: dict | None = None) -> Inst
     recorded as FAILED. `extra` adds fields to job.json (a shard's parent and number). A fan-out plan launches
     its shards instead (and returns them)."""
     if not isinstance(p, Plan):
+        from runner.cluster.launch import ClusterPlan, launch_cluster
+
+        if isinstance(p, ClusterPlan):
+            return launch_cluster(p)
         from runner.fanout.launch import launch_fanout
 
         return launch_fanout(p)

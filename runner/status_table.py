@@ -25,6 +25,12 @@ def row(store: Store, job_id: str, detail: bool = False) -> dict:
     fan = views.fanout_of(store, job_id)
     if fan is not None:
         return parent_row(store, job_id, fan, detail)
+    from runner.cluster import launch as cluster
+
+    if cluster.cluster_of(store, job_id) is not None:
+        from runner.cluster.views import row as cluster_row
+
+        return cluster_row(store, job_id, detail)
     try:
         st = watch.refresh(store, job_id)
     except NotFoundError:

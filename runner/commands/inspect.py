@@ -25,7 +25,8 @@ from runner.errors import NotFoundError
 @click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr while waiting (state, phase, elapsed, cost).")
 @click.option("--shard", type=int, metavar="K", help="A fan-out job: shard K's log (every attempt).")
 @click.option("--item", metavar="NAME", help="A fan-out job: one item's log (its name as `runner status ID --items` lists it).")
-def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
+@click.option("--node", type=int, metavar="K", help="A cluster job: node K's log (0 is the head, the default).")
+def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item, node):
     """Print a job's log, every attempt in order, while it runs and after its VM is gone.
 
     \b
@@ -35,12 +36,19 @@ def logs(job_id, follow, show_all, cancel_on_interrupt, quiet, shard, item):
       runner logs JOB_ID --shard 3   # a fan-out job: one shard's log
       runner logs JOB_ID --item yellow_tripdata_2012-03.csv
       runner logs JOB_ID --follow    # a fan-out job: items and shards on stderr, failed items, then the reduce's log
+      runner logs JOB_ID --node 2    # a cluster job: node 2's log (without --node: the head's)
     """
     from runner import jobs, watch
     from runner import logs as joblogs
 
     store = common.store()
     jobs.read_status(store, jobs.check_job_id(job_id))  # a clear error for an unknown job
+    from runner.cluster import launch as cluster
+
+    if node is not None or cluster.cluster_of(store, job_id) is not None:
+        from runner.cluster.views import node_target
+
+        job_id = node_target(store, job_id, node)
     if follow and item is None and shard is None and joblogs.is_fanout(store, job_id):
         _follow_parent(store, job_id, cancel_on_interrupt, quiet)
         return
@@ -107,6 +115,14 @@ def status(job_id, as_json, limit, show_items):
         fan = views.fanout_of(store, jobs.check_job_id(job_id))
         if fan is not None:
             _status_of_parent(store, job_id, fan, as_json, show_items)
+            return
+        from runner.cluster import launch as cluster
+
+        if cluster.cluster_of(store, job_id) is not None:
+            from runner.cluster import views as cluster_views
+
+            view = cluster_views.read_cluster(store, job_id)
+            click.echo(json.dumps(view.to_json()) if as_json else "\n".join(cluster_views.lines(view)))
             return
         row = status_table.row(store, jobs.check_job_id(job_id), detail=True)
         click.echo(json.dumps(row) if as_json else "\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in row.items()))

@@ -51,6 +51,13 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, 
         width = max(map(len, summary))
         click.echo(json.dumps(summary) if as_json else "\n".join(f"{k:>{width}}: {', '.join(v) if isinstance(v, list) else v}" for k, v in summary.items()))
         return
+    from runner.cluster.launch import ClusterPlan
+
+    if isinstance(p, ClusterPlan):  # a Ray cluster: its nodes are ordinary jobs
+        from runner.cluster import command
+
+        command.launch(p, wait or follow, as_json, cancel_on_interrupt, follow=follow)
+        return
     if not isinstance(p, launcher.Plan):  # a fan-out: its shards are ordinary jobs
         _launch_fanout(p, wait or follow, as_json, cancel_on_interrupt, follow=follow and not as_json, quiet=quiet)
         return

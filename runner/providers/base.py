@@ -25,6 +25,7 @@ class LaunchRequest:
     attempt: int = 1  # 1 for the first launch, N for the (N-1)th relaunch; part of every idempotency token
     mounts: tuple[str, ...] = ()  # store-relative paths the job reads (a local VM shares only these, read-only)
     script: str = ""  # the rendered startup script: the launcher uploads it to jobs/<id>/startup.sh before the VM starts
+    network_tag: str = ""  # a cluster node's network: the AWS security group of that name, the GCP network tag of that name
     disk_type: str | None = None  # the root disk's type; None: the backend's own for the instance type
     disk_throughput: int | None = None  # the root disk's provisioned MiB/s (AWS gp3, GCP hyperdisk-balanced); None: a default
     disk_iops: int | None = None  # the root disk's provisioned IOPS, likewise
