@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 from conftest import run_cli
@@ -186,3 +187,73 @@ def test_retry_reruns_a_failed_reduce_on_one_shard_with_no_items(runner_home, ma
     assert (marks / "reduces").read_text().split() == ["reduced", "reduced"]
     folder = runner_home / "store" / "jobs" / parent
     assert (folder / "outputs" / "all.txt").read_text().split() == ["a", "b", "c"]
+
+
+def test_an_item_that_fails_once_is_run_again_on_its_vm_within_items_retries_and_the_job_succeeds(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    d = make_job({"name": "fan", "command": COMMAND, "env": {"MARKS": str(marks)},
+                  "items": {"manifest": "items.txt", "fetch": False, "per_vm": 1, "retries": 1},
+                  "reduce": {"command": "cat items/*/line | sort > all.txt", "outputs": ["all.txt"]}}, {"items.txt": "a\ne\n"})
+    rc, obj, err = runner_json("launch", str(d), "--cloud", "sandbox", "--wait")
+    assert rc == 0, err  # no `runner retry`: e failed once, ran again on its VM and succeeded
+    parent = obj["job_id"]
+    assert obj["state"] == "SUCCEEDED" and obj["items"] == {"total": 2, "done": 2, "failed": 0, "missing": 0}
+    assert sorted(ran(marks)) == ["a", "e", "e"] and len(obj["shards"]) == 1
+    folder = runner_home / "store" / "jobs" / parent
+    assert (folder / "items" / "e" / "tries").read_text() == "2\n" and not (folder / "items" / "a" / "tries").exists()
+    assert (folder / "items" / "e" / "log").read_text().count("--- try ") == 2
+    assert (folder / "outputs" / "all.txt").read_text().split() == ["a", "e"]
+    r = run_cli("status", parent, "--items")
+    assert r.returncode == 0, r.stderr
+    assert "e  (2 tries)" in r.stdout and "a  (" not in r.stdout
+    rows = {d["name"]: d for d in json.loads(run_cli("status", parent, "--items", "--json").stdout)["item_states"]}
+    assert (rows["e"]["state"], rows["e"]["exit_code"], rows["e"]["tries"]) == ("done", 0, 2) and rows["a"]["tries"] is None
+    (folder / "items" / "e" / "tries").write_text("<b>999999</b>\n")  # the VM can write there: read back as untrusted
+    rows = {d["name"]: d for d in json.loads(run_cli("status", parent, "--items", "--json").stdout)["item_states"]}
+    assert rows["e"]["tries"] is None
+
+
+def test_a_shard_preempted_past_its_spot_tries_is_relaunched_on_demand_last_with_retry_on_demand(runner_home, make_job, tmp_path,
+                                                                                                 monkeypatch):
+    from runner import config, jobs
+    from runner.fanout.launch import wait_fanout
+    from runner.providers.sandbox import SandboxProvider
+    from runner.store import open_store
+
+    marks = tmp_path / "marks"
+    parent, folder, sid = _blocked_shard(runner_home, make_job, marks, retries=2, spot=True, retry_on_demand=True)
+    store = open_store(config.store_uri())
+
+    def preempt(pid: int) -> None:  # the cloud takes the VM back while item c runs, and the VM says so
+        os.killpg(pid, signal.SIGSTOP)  # frozen, not gone: the waiter sees it alive until its status says PREEMPTED
+        jobs.write_status(store, sid, jobs.Status(jobs.PREEMPTED, reason="spot interruption"))
+        os.killpg(pid, signal.SIGKILL)
+
+    def preempt_at_c_again(pid: int) -> None:
+        assert wait_for(lambda: ran(marks).count("c") == 2, timeout=60)
+        preempt(pid)
+
+    launches, real, preempting = [], SandboxProvider.launch, []
+
+    def launch(self, req):
+        launches.append((req.attempt, req.spot))
+        if req.attempt == 3:
+            (marks / "block").unlink()
+        inst = real(self, req)
+        if req.attempt == 2:  # preempted again once it is back at item c
+            preempting.append(threading.Thread(target=preempt_at_c_again, args=(inst.data["pid"],)))
+            preempting[0].start()
+        return inst
+
+    monkeypatch.setattr(SandboxProvider, "launch", launch)
+    preempt(json.loads((runner_home / "store" / "jobs" / sid / "instance.json").read_text())["data"]["pid"])
+    notes = []
+    status, counts = wait_fanout(store, parent, note=notes.append)
+    preempting[0].join()
+    assert (status.state, status.exit_code) == ("SUCCEEDED", 0) and counts.done == 4
+    assert launches == [(2, True), (3, False)]  # the first relaunch on spot, the last on-demand
+    assert notes == [f"{parent}: shard 0 preempted; relaunching it (attempt 2 of 3)",
+                     f"{parent}: shard 0 preempted; relaunching it (attempt 3 of 3)"]
+    assert ran(marks) == ["a", "b", "c", "c", "c", "d"]
+    assert json.loads((folder / "status.json").read_text())["state"] == "SUCCEEDED"

@@ -19,6 +19,7 @@ from runner.fanout.items import read_manifest as parse_manifest
 from runner.store import Store
 
 FAILED_ITEMS_SHOWN = 100  # a summary names at most this many failed items
+MAX_TRIES = 11  # 1 + the most items.retries allows
 
 
 def check_name(name: str) -> str:
@@ -252,7 +253,8 @@ def parent_lines(parent: Parent, items: list[dict] | None = None) -> list[str]:
     lines += shard_table(parent.shards) if parent.shards else []
     for it in items or ():
         code = "" if it["exit_code"] is None else it["exit_code"]
-        lines.append(f"{it['state']:<8} {code:>4}  {it['name']}" + ("" if it["item"] in ("", it["name"]) else f"  ({it['item']})"))
+        tries = f"  ({it['tries']} tries)" if (it.get("tries") or 0) > 1 else ""
+        lines.append(f"{it['state']:<8} {code:>4}  {it['name']}{tries}" + ("" if it["item"] in ("", it["name"]) else f"  ({it['item']})"))
     return lines
 
 
@@ -273,16 +275,28 @@ def _exit_code(store: Store, key: str) -> int | None:
     return int(text) if re.fullmatch(r"-?[0-9]{1,5}", text) else None
 
 
+def read_tries(store: Store, key: str) -> int | None:
+    """An item's `tries` record (untrusted): a small whole number, else None."""
+    try:
+        text = store.get_bytes(key, 0, 8).decode("ascii", "replace").strip()
+    except NotFoundError:
+        return None
+    return int(text) if re.fullmatch(r"[0-9]{1,2}", text) and int(text) <= MAX_TRIES else None
+
+
 def item_states(store: Store, parent: str, shards: list[Shard]) -> list[dict]:
-    """Every manifest item: done, failed (with its exit code), or pending/missing, from one listing of items/."""
+    """Every manifest item: done, failed (with its exit code), or pending/missing, from one listing of items/; its
+    tries read only where the listing shows a `tries` record (an item that ran more than once, or again since)."""
     prefix = jobs.job_key(parent, "items") + "/"
-    done, coded = set(), set()
+    done, coded, tried = set(), set(), set()
     for key in store.list(prefix):
         name, _, rest = key[len(prefix):].partition("/")
         if rest == "done":
             done.add(name)
         elif rest == "exit_code":
             coded.add(name)
+        elif rest == "tries":
+            tried.add(name)
     named: dict[str, int | None] = {}
     for s in shards:  # later shards last: a retry's code wins
         named.update(s.summary.failed_items)
@@ -297,7 +311,8 @@ def item_states(store: Store, parent: str, shards: list[Shard]) -> list[dict]:
             row = {"state": "failed", "exit_code": code}
         else:
             row = {"state": "pending" if running else "missing", "exit_code": None}
-        out.append({"name": name, "item": entry.item, **row})
+        tries = read_tries(store, f"{prefix}{name}/tries") if name in tried and row["state"] != "pending" else None
+        out.append({"name": name, "item": entry.item, **row, "tries": tries})
     return out
 
 
