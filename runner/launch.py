@@ -151,6 +151,19 @@ def launch(p: Plan, code: Path | None = None, extra: dict | None = None) -> Inst
 
         return launch_fanout(p)
     store, job_id = p.store, p.job_id
+    prepare(p, code, extra)
+    try:
+        inst = get_provider(p.cloud).launch(p.request)
+    except RunnerError as e:
+        jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}"))
+        raise
+    jobs.write_json(store, job_id, "instance.json", inst.to_json())
+    return inst
+
+
+def prepare(p: Plan, code: Path | None = None, extra: dict | None = None) -> None:
+    """Everything before the VM: inputs checked, code, job.json, startup script and user-data shipped, PROVISIONING."""
+    store, job_id = p.store, p.job_id
     input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)  # a missing input in a file:// store: nothing is created
     if code is not None:
         store.upload(code, jobs.job_key(job_id, "code.tar.gz"))
@@ -169,13 +182,6 @@ def launch(p: Plan, code: Path | None = None, extra: dict | None = None) -> Inst
     jobs.write_json(store, job_id, "job.json", record)
     ship_script(store, p.request)
     jobs.write_status(store, job_id, jobs.Status(jobs.PROVISIONING))
-    try:
-        inst = get_provider(p.cloud).launch(p.request)
-    except RunnerError as e:
-        jobs.write_status(store, job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}"))
-        raise
-    jobs.write_json(store, job_id, "instance.json", inst.to_json())
-    return inst
 
 
 def relaunch(store: Store, job_id: str, attempt: int, on_demand: bool = False) -> Instance:

@@ -84,6 +84,8 @@ def needs(service: str, op: str, params: Mapping, region: str, account: str, job
         ("service-quotas", "GetServiceQuota"): [
             ("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:{params.get('ServiceCode')}/{params.get('QuotaCode')}", {})],
         ("ec2", "TerminateInstances"): [("ec2:TerminateInstances", f"{ec2}:instance/{i}", tagged) for i in params.get("InstanceIds", [])],
+        ("ec2", "CreateTags"): [("ec2:CreateTags", f"{ec2}:instance/{i}", {"aws:ResourceTag/runner-fanout": job_tag})
+                                for i in params.get("Resources", [])],  # a fan-out's VM, tagged with its shard after launch
         ("ec2", "GetConsoleOutput"): [("ec2:GetConsoleOutput", f"{ec2}:instance/{params.get('InstanceId')}", tagged)],
         ("iam", "GetInstanceProfile"): [("iam:GetInstanceProfile", f"arn:aws:iam::{account}:instance-profile/{params.get('InstanceProfileName')}", {})],
         ("iam", "SimulatePrincipalPolicy"): [("iam:SimulatePrincipalPolicy", str(params.get("PolicySourceArn")), {"aws:username": "me"})],

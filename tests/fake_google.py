@@ -58,6 +58,9 @@ class FakeGoogle:
         self.vm = ("us-central1-a", "")  # whose metadata server this is (the shutdown-script's VM)
         self.quotas: dict[str, list[dict]] = {}  # region -> its quotas as regions.get lists them (default: CPUS 1000)
         self.region_errors: dict[str, tuple[int, str, str]] = {}  # region -> the error regions.get answers
+        self.bulk_capacity: dict[str, int] = {}  # zone -> how many VMs a bulkInsert there creates at most (default: all)
+        self.bulk_last = False  # a short bulkInsert creates the last names asked for, not the first
+        self.label_errors: dict[str, tuple[int, str, str]] = {}  # VM name -> the error its setLabels answers
         self.next_id = 1000
         self.url = ""
 
@@ -68,6 +71,12 @@ class FakeGoogle:
 
     def inserts(self) -> list[dict]:
         return [r for r in self.log if r["method"] == "POST" and r["path"].endswith("/instances")]
+
+    def bulk_inserts(self) -> list[dict]:
+        return [r for r in self.log if r["method"] == "POST" and r["path"].endswith("/instances/bulkInsert")]
+
+    def set_labels(self) -> list[dict]:
+        return [r for r in self.log if r["method"] == "POST" and r["path"].endswith("/setLabels")]
 
     def preempt(self, zone: str, name: str) -> None:
         """As GCE does with a spot VM whose termination action is DELETE."""
@@ -155,6 +164,63 @@ class FakeGoogle:
         self.by_request_id[rid] = op
         return ok(op)
 
+    def _queued_error(self, zone: str, name: str) -> Response | dict | None:
+        """The next injected error of an insert in `zone`: a response (sync), an operation (op), or None."""
+        queued = self.insert_errors.get(zone) or []
+        if not queued:
+            return None
+        kind, *rest = queued.pop(0)
+        if kind == "sync":
+            return error(*rest)
+        code, message = rest
+        return self._op(zone, "insert", {"name": name}, done=True, httpErrorStatusCode=503, error={"errors": [{"code": code, "message": message}]})
+
+    def post_bulk(self, request, zone):
+        """instances.bulkInsert: the named VMs, as many as `bulk_capacity` allows (none below minCount)."""
+        rid = request.args.get("requestId", "")
+        if rid in self.by_request_id:
+            return ok(self.by_request_id[rid])
+        body = json.loads(request.get_data())
+        names = list(body.get("perInstanceProperties") or {})
+        if len(names) != int(body.get("count", 0)) or any(not re.fullmatch(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?", n) for n in names):
+            return error(400, "invalid", f"bulkInsert: count {body.get('count')} for names {names}")
+        queued = self._queued_error(zone, names[0])
+        if isinstance(queued, Response):
+            return queued
+        room = self.bulk_capacity.get(zone, len(names))
+        made = (names[-room:] if room else []) if self.bulk_last else names[:room]
+        if queued is None and len(made) < int(body.get("minCount", len(names))):
+            queued = self._op(zone, "bulkInsert", {"name": names[0]}, done=True, httpErrorStatusCode=503, error={"errors": [
+                {"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": f"The zone '{zone}' does not have enough resources available"}]})
+        if queued is None:
+            for name in made:
+                self.next_id += 1
+                vm = {**json.loads(json.dumps(body["instanceProperties"])), "name": name, "id": str(self.next_id), "status": "RUNNING",
+                      "zone": f"{self.url}/zones/{zone}", "labelFingerprint": f"fp-{self.next_id}"}
+                self.instances[(zone, name)] = vm
+            queued = self._op(zone, "bulkInsert", {"name": names[0]})
+        self.by_request_id[rid] = queued
+        return ok(queued)
+
+    def get_list(self, request, zone):
+        clauses = re.findall(r'([\w.-]+) = "([^"]*)"', request.args.get("filter", ""))
+        found = [vm for (z, _), vm in self.instances.items() if z == zone
+                 and all({"status": vm["status"], **{f"labels.{k}": v for k, v in vm.get("labels", {}).items()}}.get(k) == v for k, v in clauses)]
+        return ok({"items": found})
+
+    def post_labels(self, request, zone, name):
+        vm = self.instances.get((zone, name))
+        if vm is None:
+            return error(404, "notFound", f"The resource 'projects/{PROJECT}/zones/{zone}/instances/{name}' was not found")
+        if name in self.label_errors:
+            return error(*self.label_errors[name])
+        body = json.loads(request.get_data())
+        if body.get("labelFingerprint") != vm.get("labelFingerprint"):
+            return error(412, "conditionNotMet", f"Labels fingerprint either invalid or resource labels have changed for {name}")
+        self.next_id += 1
+        vm.update(labels=body.get("labels") or {}, labelFingerprint=f"fp-{self.next_id}")
+        return ok(self._op(zone, "setLabels", vm, done=True))
+
     def get_instance(self, request, zone, name):
         vm = self.instances.get((zone, name))
         return ok(vm) if vm else error(404, "notFound", f"The resource 'projects/{PROJECT}/zones/{zone}/instances/{name}' was not found")
@@ -206,7 +272,9 @@ class FakeGoogle:
     ROUTES = (
         ("zones", get_zones), ("zones/(?P<zone>[^/]+)", get_zone),
         ("global/images/family/(?P<family>[^/]+)", get_family), ("global/images/(?P<image>[^/]+)", get_image),
-        ("zones/(?P<zone>[^/]+)/instances", post_insert),
+        ("zones/(?P<zone>[^/]+)/instances", post_insert), ("zones/(?P<zone>[^/]+)/instances", get_list),
+        ("zones/(?P<zone>[^/]+)/instances/bulkInsert", post_bulk),
+        ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)/setLabels", post_labels),
         ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)", get_instance),
         ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)", delete_instance),
         ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)/serialPort", get_serial),

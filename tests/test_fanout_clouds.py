@@ -1,6 +1,6 @@
-"""A fan-out on AWS (moto) and GCP (FakeGoogle): one VM per shard, each tagged with its shard's id, and the
-account's vCPU quota checked before anything is created: a run that does not fit is refused with the VMs
-that would; a quota the launcher may not read is a warning."""
+"""A fan-out on AWS (moto) and GCP (FakeGoogle): one VM per shard, all started in one call (RunInstances,
+bulkInsert), each tagged with its shard's id, and the account's vCPU quota checked before anything is created:
+a run that does not fit is refused with the VMs that would; a quota the launcher may not read is a warning."""
 
 from __future__ import annotations
 
@@ -75,6 +75,20 @@ def test_a_gce_vm_counts_against_its_series_quota_or_cpus():
 # ---------------------------------------------------------------- AWS, against moto
 
 @pytest.fixture
+def ec2_capacity():
+    """moto starting up to MaxCount instances per RunInstances, as EC2 does (tests/moto_capacity.py): set
+    `.capacity[zone]` (or "*") to make a zone short; `.calls` is every RunInstances moto received."""
+    from types import SimpleNamespace
+
+    import moto_capacity
+
+    state = SimpleNamespace(capacity={}, calls=[])
+    undo = moto_capacity.install(state.capacity, state.calls)
+    yield state
+    undo()
+
+
+@pytest.fixture
 def ec2_quotas(monkeypatch):
     """The moto server (in this process) answers GetServiceQuota for EC2 from this dict ({code: vCPUs}, or
     {"deny": True} for AccessDenied); moto itself knows no EC2 quota."""
@@ -100,7 +114,7 @@ def count_instances(ec2) -> int:
     return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
 
 
-def test_aws_fanout_starts_one_tagged_vm_per_shard_within_the_quota(aws, ec2_quotas, hook, make_job):
+def test_aws_fanout_starts_one_tagged_vm_per_shard_within_the_quota(aws, ec2_quotas, ec2_capacity, hook, make_job):
     from click.testing import CliRunner
 
     from runner.cli import main
@@ -126,7 +140,7 @@ def test_aws_fanout_starts_one_tagged_vm_per_shard_within_the_quota(aws, ec2_quo
         assert vm["InstanceId"] == out["shards"][k]["instance"] and vm["InstanceType"] == "m6i.large"
     assert instances(aws.ec2, out["job_id"]) == []
     ops = [op for _, op, _ in calls]
-    assert ops.count("RunInstances") == 3  # one call per shard: what the launcher does today
+    assert ops.count("RunInstances") == 1 and ops.count("CreateTags") == 3  # one call for all, then each VM its shard's tag
     assert ops.count("DescribeInstanceTypes") == 1 and ops.count("GetServiceQuota") == 1
     assert ops.index("GetServiceQuota") < min(i for i, (_, op, p) in enumerate(calls) if op == "PutObject")
     policy = aws_iam.load("aws-launcher.json", REGION, ACCOUNT, aws.bucket)
@@ -135,7 +149,7 @@ def test_aws_fanout_starts_one_tagged_vm_per_shard_within_the_quota(aws, ec2_quo
             assert aws_iam.decide(policy, action, resource, ctx) == "allowed", f"{service} {op}: {action} on {resource}"
 
 
-def test_aws_fanout_over_the_spot_quota_is_refused_with_nothing_created(aws, ec2_quotas, make_job):
+def test_aws_fanout_over_the_spot_quota_is_refused_with_nothing_created(aws, ec2_quotas, ec2_capacity, make_job):
     ec2_quotas["L-34B43A08"] = 20.0  # 2 x i3en.2xlarge (8 vCPUs each)
     d = fanout(make_job, 4, spot=True)
     before = count_instances(aws.ec2)
@@ -153,7 +167,7 @@ def test_aws_fanout_over_the_spot_quota_is_refused_with_nothing_created(aws, ec2
     assert len(launched(json.loads(r.stdout))) == 2 and count_instances(aws.ec2) == before + 2
 
 
-def test_aws_quota_the_launcher_may_not_read_is_a_warning(aws, ec2_quotas, make_job):
+def test_aws_quota_the_launcher_may_not_read_is_a_warning(aws, ec2_quotas, ec2_capacity, make_job):
     ec2_quotas["deny"] = True
     r = run_cli("launch", str(fanout(make_job, 2)), "--cloud", "aws", "--json")
     assert r.returncode == 0, r.stderr
@@ -174,14 +188,15 @@ def test_gcp_fanout_inserts_one_labelled_vm_per_shard_within_the_regional_quota(
     plan = json.loads(dry.stdout)
     assert plan["quota_fits"] is True and plan["quota_vms_that_fit"] == 5
     assert f"GCE quota CPUS in us-central1 (project {PROJECT}) is 24 vCPUs, 4 in use" in plan["quota"]
-    assert google.inserts() == []
+    assert google.inserts() == [] and google.bulk_inserts() == []
     r = run_cli("launch", str(d), "--cloud", "gcp", "--type", "e2-standard-4", "--json")
     assert r.returncode == 0, r.stderr
     shards = launched(json.loads(r.stdout))
-    bodies = [i["json"] for i in google.inserts()]
-    assert len(bodies) == 3  # one instances.insert per shard
-    assert sorted(b["labels"]["runner-job"] for b in bodies) == sorted(label_value(s) for s in shards)
-    assert all(b["machineType"].endswith("/machineTypes/e2-standard-4") for b in bodies)
+    assert google.inserts() == [] and len(google.bulk_inserts()) == 1  # one instances.bulkInsert for all of them
+    body = google.bulk_inserts()[0]["json"]
+    assert body["count"] == "3" and body["instanceProperties"]["machineType"] == "e2-standard-4"
+    vms = list(google.instances.values())
+    assert sorted(vm["labels"]["runner-job"] for vm in vms) == sorted(label_value(s) for s in shards)  # then each its own label
     regions = [r for r in google.log if r["path"].endswith("/regions/us-central1")]
     assert regions and all(r["method"] == "GET" for r in regions)
     role = set(yaml.safe_load((ROOT / "docs" / "policies" / "gcp-launcher-role.yaml").read_text())["includedPermissions"])
@@ -199,7 +214,7 @@ def test_gcp_fanout_over_the_regional_quota_is_refused_with_nothing_created(gcp_
         assert "the run needs 5 VM(s) x 4 vCPUs = 20 vCPUs" in r.stderr
         assert "GCE quota N2_CPUS in us-central1" in r.stderr and "is 24 vCPUs, 8 in use" in r.stderr
         assert "4 VM(s) would fit: launch with --vms 4" in r.stderr
-    assert google.inserts() == []
+    assert google.inserts() == [] and google.bulk_inserts() == []
     assert list(client.list_blobs(bucket)) == []
 
 
@@ -209,4 +224,4 @@ def test_gcp_quota_the_launcher_may_not_read_is_a_warning(gcp_cli, make_job):  #
     r = run_cli("launch", str(fanout(make_job, 2)), "--cloud", "gcp", "--type", "e2-standard-4", "--json")
     assert r.returncode == 0, r.stderr
     assert "runner: warning: the vCPU quota was not checked" in r.stderr and "compute.regions.get" in r.stderr
-    assert len(google.inserts()) == 2
+    assert len(google.bulk_inserts()) == 1 and len(google.instances) == 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import sys
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from runner import input_check, jobs
@@ -17,6 +19,8 @@ from runner.fanout import ids, slicing, state
 from runner.fanout import items as listing
 from runner.fanout.items import Item
 from runner.providers import get_provider
+from runner.providers.base import Instance
+from runner.providers.batch import Batch
 from runner.render import output_uris
 from runner.spec import JobSpec, validate
 from runner.store import Store
@@ -180,26 +184,67 @@ def render_items_sh(p: FanoutPlan) -> bytes:
 
 
 def launch_shards(p: FanoutPlan, slices: list[list[Item]], first: int, code: Path) -> list[Shard]:
-    """Launch shard first+i over slices[i] (its items.tsv first, its `shards/<k>` record after)."""
-    out = []
+    """Launch shard first+i over slices[i]: every shard's records first (items.tsv, job.json, startup.sh, user-data,
+    PROVISIONING), then all their VMs at once where the backend can (`launch_batch`: one call per zone attempt),
+    else one launch each; then each shard's instance.json, or FAILED with the reason; its `shards/<k>` record last."""
+    store, provider = p.store, get_provider(p.cloud)
+    shards: list[Shard] = []
+    ready: list[tuple[Shard, launcher.Plan]] = []
     for i, part in enumerate(slices):
-        k = first + i
-        sp = shard_plan(p, k, part)
-        shard = Shard(k, sp.job_id, len(part))
-        store = p.store
+        sp = shard_plan(p, first + i, part)
+        shard = Shard(first + i, sp.job_id, len(part))
+        shards.append(shard)
         try:
-            vm_store = get_provider(p.cloud).store_for_vm(store.uri())
+            vm_store = provider.store_for_vm(store.uri())
             store.put_bytes(jobs.job_key(sp.job_id, "items.tsv"), listing.items_tsv(for_vm(part, store.uri(), vm_store)))
-            inst = launcher.launch(sp, code=code, extra={"parent": p.job_id, "shard": k})
-            shard.vm = inst.id
+            launcher.prepare(sp, code=code, extra={"parent": p.job_id, "shard": shard.k})
+            ready.append((shard, sp))
         except RunnerError as e:
-            shard.error = str(e)
-            jobs.write_status(store, sp.job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}", ended_at=jobs.utcnow()))
-            sys.stderr.write(f"runner: shard {k} ({sp.job_id}) did not start: {e}\n")
-        record = {"shard_id": sp.job_id, "items": len(part), "launched_at": jobs.utcnow()}
-        store.put_bytes(jobs.job_key(p.job_id, "shards", str(k)), json.dumps(record).encode())
-        out.append(shard)
+            _did_not_start(store, shard, e)
+    started = _start(p, provider, ready)
+    for shard, sp in ready:
+        got = started[shard.k]
+        if isinstance(got, Instance):
+            shard.vm = got.id
+            jobs.write_json(store, sp.job_id, "instance.json", got.to_json())
+        else:
+            _did_not_start(store, shard, got)
+    for shard in shards:
+        record = {"shard_id": shard.job_id, "items": shard.items, "launched_at": jobs.utcnow()}
+        store.put_bytes(jobs.job_key(p.job_id, "shards", str(shard.k)), json.dumps(record).encode())
+    return shards
+
+
+def _start(p: FanoutPlan, provider, ready: list[tuple[Shard, launcher.Plan]]) -> dict[int, Instance | Exception]:
+    """Every ready shard's VM, or why it has none: one batch where the backend has one, else a launch per shard."""
+    if len(ready) > 1 and hasattr(provider, "launch_batch"):
+        batch = Batch(p.job_id, tuple(s.k for s, _ in ready), tuple(sp.request for _, sp in ready), partial(_batch_user_data, p, provider))
+        try:
+            return provider.launch_batch(batch)
+        except RunnerError as e:  # before any VM started (the image, the settings, the credentials): every shard's reason
+            return {s.k: e for s, _ in ready}
+    out: dict[int, Instance | Exception] = {}
+    for shard, sp in ready:
+        try:
+            out[shard.k] = provider.launch(sp.request)
+        except RunnerError as e:
+            out[shard.k] = e
     return out
+
+
+def _batch_user_data(p: FanoutPlan, provider, shards: range) -> str:
+    """The bootstrap every VM of one batch call shares: each finds its shard in `shards` at boot."""
+    from runner.render import render_bootstrap
+
+    vm_store = provider.store_for_vm(p.store.uri())
+    return render_bootstrap(p.job_id, vm_store, p.cloud, p.spec.max_runtime, s3_endpoint=os.environ.get("RUNNER_S3_ENDPOINT", ""),
+                            shards=shards, metadata_url=provider.metadata_url)
+
+
+def _did_not_start(store: Store, shard: Shard, e: Exception) -> None:
+    shard.error = str(e)
+    jobs.write_status(store, shard.job_id, jobs.Status(jobs.FAILED, reason=f"launch failed: {e}", ended_at=jobs.utcnow()))
+    sys.stderr.write(f"runner: shard {shard.k} ({shard.job_id}) did not start: {e}\n")
 
 
 def shard_numbers(store: Store, parent: str) -> list[int]:

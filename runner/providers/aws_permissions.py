@@ -52,6 +52,10 @@ def launcher_needs(region: str, account: str, bucket: str, prefix: str, vm_role_
         Need("the store", "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": _join(prefix, "jobs") + "/"}),
         Need("the store", "s3:GetObject", f"{obj}/status.json"),
         Need("the store", "s3:PutObject", f"{obj}/job.json"),
+        Need("fan-out launch", "ec2:RunInstances", f"{ec2}:instance/*", {"aws:RequestTag/runner-fanout": JOB}),
+        Need("fan-out launch", "ec2:RunInstances", f"{ec2}:volume/*", {"aws:RequestTag/runner-fanout": JOB}),
+        Need("fan-out launch", "ec2:CreateTags", f"{ec2}:instance/i-00000000000000000", {"aws:ResourceTag/runner-fanout": JOB}),
+        Need("fan-out launch", "ec2:TerminateInstances", f"{ec2}:instance/i-00000000000000000", {"aws:ResourceTag/runner-fanout": JOB}),
         Need("fan-out quota check", "ec2:DescribeInstanceTypes", "*"),
         Need("fan-out quota check", "servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:ec2/L-1216C47A"),
     ]

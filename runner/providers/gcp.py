@@ -20,6 +20,7 @@ from runner.errors import AuthError, CapacityError, NotFoundError, NotOwnedError
 from runner.providers import gcp_disks, gcp_network, gcp_prices
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.providers.gcp_api import call, translate  # noqa: F401 (translate: gcp_doctor's)
+from runner.providers.gcp_batch import job_of, owned_by
 from runner.providers.gcp_build import (
     ALIVE,
     DEADLINE_MARGIN,
@@ -208,6 +209,12 @@ class GcpProvider:
         raise kind(f"could not start a {req.instance_type} in {where}: tried {tried}; {hint}try another type, zone or region",
                    scope=region_of(attempts[0].zone))
 
+    def launch_batch(self, batch) -> dict:
+        """A fan-out's shards in one instances.bulkInsert per zone attempt: see runner.providers.gcp_batch."""
+        from runner.providers.gcp_batch import launch_batch
+
+        return launch_batch(self, batch)
+
     def _insert(self, req: LaunchRequest, cfg: GcpSettings, project: str, image: dict, a) -> Instance:
         from google.cloud import compute_v1
 
@@ -278,8 +285,7 @@ class GcpProvider:
     @staticmethod
     def _not_owned(vm, job_id: str, zone: str) -> NotOwnedError | None:
         """None if the VM carries job_id's label (and, where present, its runner-job metadata); else the error to raise."""
-        meta = {i.key: i.value for i in vm.metadata.items}
-        if vm.labels.get(LABEL) == label_value(job_id) and meta.get(LABEL, job_id) == job_id:
+        if owned_by({i.key: i.value for i in vm.metadata.items}, dict(vm.labels), job_id):
             return None
         return NotOwnedError(f"GCE VM {vm.name} in {zone} does not carry the label {LABEL}={label_value(job_id)}: it is not "
                              f"job {job_id}'s VM, so runner leaves it alone (the job's instance.json names it)")
@@ -356,7 +362,7 @@ class GcpProvider:
             data = {"project": self.project(), "zone": zone, "name": vm.name, "instance_id": str(vm.id),
                     "market": vm.scheduling.provisioning_model.lower(), "status": vm.status,
                     "machine_type": vm.machine_type.rsplit("/", 1)[-1]}
-            found.append(Instance(self.name, vm.name, meta.get(LABEL, vm.labels.get(LABEL, "")), zone, data))
+            found.append(Instance(self.name, vm.name, job_of(meta, dict(vm.labels)), zone, data))
         return found
 
     def sweep(self) -> list[str]:

@@ -136,10 +136,14 @@ def plan_attempts(spot: bool, fallback: bool, zones: tuple[str, ...] | list[str]
 
 
 def instance_name(job_id: str) -> str:
-    """A GCE name for the job's VM: 'runner-' + the lowercased id (names allow no capitals), <= 63 chars."""
+    """A GCE name for the job's VM: 'runner-' + the lowercased id (names allow no capitals), <= 63 chars; a long name
+    is cut before a shard's `--s<k>`, which stays whole (a VM of a batch reads its shard from its name)."""
     low = job_id.lower()
     name, suffix = low[:-24], low[-24:]  # suffix: '-yyyymmddthhmmssz-xxxxxx'
-    return f"runner-{name[:63 - len('runner-') - len(suffix)]}{suffix}"
+    shard = re.search(r"--s[0-9]+\Z", name)
+    keep = shard.group() if shard else ""
+    head = name[:len(name) - len(keep)]
+    return f"runner-{head[:63 - len('runner-') - len(suffix) - len(keep)]}{keep}{suffix}"
 
 
 def label_value(value: str) -> str:

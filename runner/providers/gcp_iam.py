@@ -16,6 +16,9 @@ INSERT = ("compute.instances.create", "compute.disks.create", "compute.images.us
           "compute.instances.setServiceAccount", "iam.serviceAccounts.actAs")
 CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("POST", r"zones/[^/]+/instances", INSERT),
+    ("POST", r"zones/[^/]+/instances/bulkInsert", INSERT),  # a fan-out's VMs, a zone at a time
+    ("GET", r"zones/[^/]+/instances", ("compute.instances.list",)),
+    ("POST", r"zones/[^/]+/instances/[^/]+/setLabels", ("compute.instances.setLabels",)),
     ("GET", r"zones/[^/]+/instances/[^/]+", ("compute.instances.get",)),
     ("DELETE", r"zones/[^/]+/instances/[^/]+", ("compute.instances.delete",)),
     ("GET", r"zones/[^/]+/instances/[^/]+/serialPort", ("compute.instances.getSerialPortOutput",)),
