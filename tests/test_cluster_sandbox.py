@@ -1,0 +1,141 @@
+"""Cluster jobs in the sandbox: Ray nodes as separate process trees on this host, each node on its own 127.0.0.x.
+
+Each test starts a real Ray cluster (a head and a worker): they are few on purpose (a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from conftest import ROOT, run_cli
+from taxi_reference import expected_rows, make_data, read_output, reference_counts
+
+FAST = {"RUNNER_RAY_POLL": "2", "RUNNER_RAY_JOIN_TIMEOUT": "180"}
+# The head's command: Ray sees both nodes and runs a task on each; then (told by the test) the worker is killed,
+# and the job goes on with the head alone: it waits until Ray sees one node, runs a task there, and succeeds.
+CHECK = '''
+import os, sys, time
+from pathlib import Path
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+
+marks = Path(os.environ["MARKS"])
+ray.init()
+alive = lambda: [n for n in ray.nodes() if n["Alive"]]
+nodes = alive()
+print("alive:", len(nodes), "names:", sorted(n["NodeName"] for n in nodes), flush=True)
+
+@ray.remote(num_cpus=0)
+def where():
+    return ray.get_runtime_context().get_node_id(), os.environ.get("RUNNER_WORK_DIR", "")
+
+got = ray.get([where.options(scheduling_strategy=On(n["NodeID"], soft=False)).remote() for n in nodes])
+assert len(nodes) == 2 and [g[0] for g in got] == [n["NodeID"] for n in nodes], got
+assert len({g[1] for g in got}) == 2, got  # each task ran in its own node's work dir
+print("a task ran on each node", flush=True)
+(marks / "ready").touch()
+deadline = time.monotonic() + 120
+while not (marks / "killed").exists() and time.monotonic() < deadline:
+    time.sleep(0.5)
+while len(alive()) > 1 and time.monotonic() < deadline:
+    time.sleep(1)
+left = alive()
+print("alive after the worker was killed:", len(left), flush=True)
+assert ray.get(where.remote())[0] in {n["NodeID"] for n in left}
+Path("result.txt").write_text(f"{len(alive())}\\n")
+print("the job went on with the head alone", flush=True)
+'''
+
+
+def sandbox_dir(home: Path, job_id: str) -> Path:
+    return home / "sandbox" / job_id
+
+
+def node_ids(parent: str, n: int) -> list[str]:
+    name, rest = parent.split("-2", 1)
+    return [f"{name}--n{k}-2{rest}" for k in range(n)]
+
+
+def test_two_nodes_see_each_other_and_a_killed_worker_leaves_the_job_to_the_rest(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    d = make_job({"name": "raycheck", "command": "python3 check.py", "nodes": 2, "env": {"MARKS": str(marks)},
+                  "outputs": {"result.txt": None}, "max_runtime": "10m"}, {"check.py": CHECK})
+    store = runner_home / "store" / "jobs"
+
+    def kill_worker():
+        deadline = time.monotonic() + 300
+        while not (marks / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = next(p for p in store.iterdir() if "--n1-" in p.name).name
+        pid = json.loads((sandbox_dir(runner_home, worker) / "instance.json").read_text())["pid"]
+        os.killpg(pid, signal.SIGKILL)  # the whole machine at once: no final status, no goodbye
+        (marks / "killed").touch()
+
+    killer = threading.Thread(target=kill_worker, daemon=True)
+    killer.start()
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=420)
+    killer.join(5)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    parent = result["job_id"]
+    head, worker = node_ids(parent, 2)
+    assert result["state"] == "SUCCEEDED" and [x["job_id"] for x in result["nodes"]] == [head, worker]
+
+    status = json.loads(run_cli("status", parent, "--json").stdout)
+    assert status["state"] == "SUCCEEDED" and status["exit_code"] == 0 and status["head"].startswith("127.0.0.2:")
+    states = {x["role"]: x for x in status["node_states"]}
+    assert states["head"]["state"] == "SUCCEEDED" and states["worker"]["state"] == "LOST"  # the job went on without it
+    assert states["head"]["joined_at"] and states["worker"]["joined_at"] and status["cost_usd"] == 0
+    text = run_cli("status", parent).stdout
+    assert "head" in text and "worker" in text and "JOINED" in text and worker in text
+    assert parent in run_cli("status").stdout and head not in run_cli("status").stdout  # nodes are listed under their job
+
+    log = run_cli("logs", parent).stdout  # the head's log by default
+    assert "alive: 2" in log and "a task ran on each node" in log and "the job went on with the head alone" in log
+    assert "joined the cluster at 127.0.0.2:" in run_cli("logs", parent, "--node", "1").stdout
+    assert "has no node 5" in run_cli("logs", parent, "--node", "5").stderr
+    assert list((store / head / "logs" / "1").glob("ray.log.*"))  # Ray's own logs shipped with the head's
+    r = run_cli("outputs", parent, str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "result.txt").read_text() == "1\n"
+
+
+def test_the_head_failing_ends_every_node(runner_home, make_job):
+    d = make_job({"name": "rayfail", "command": "echo failing on purpose; exit 3", "nodes": 2, "max_runtime": "10m"})
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=420)
+    assert r.returncode == 3, r.stderr  # the head's exit code is the job's
+    parent = json.loads(r.stdout)["job_id"]
+    head, worker = node_ids(parent, 2)
+    status = json.loads(run_cli("status", parent, "--json").stdout)
+    assert (status["state"], status["exit_code"]) == ("FAILED", 3)
+    states = [x["state"] for x in status["node_states"]]
+    assert states == ["FAILED", "SUCCEEDED"], status  # the worker left by itself: nobody had to cancel it
+    assert "the head ended FAILED: leaving" in run_cli("logs", parent, "--node", "1").stdout
+    for node in (head, worker):  # every machine powered off
+        assert "poweroff" in (sandbox_dir(runner_home, node) / "power.log").read_text()
+    assert "CANCELLED" not in r.stderr
+
+
+def test_taxi_ray_equals_the_taxi_job(runner_home, tmp_path):
+    data = runner_home / "store" / "data" / "nyc-taxi"
+    make_data.generate(data, files=5, rows=4000, seed=21, fmt="both")
+    make_data.generate(data / "more", files=2, rows=700, seed=22, fmt="csv", gzip=True)
+    got = {}
+    for job, extra in (("taxi-ray", ["--nodes", "2"]), ("taxi", [])):
+        r = run_cli("launch", f"jobs/{job}", "--cloud", "sandbox", "--wait", "--json", *extra, env=FAST, timeout=420)
+        assert r.returncode == 0, r.stderr
+        job_id = json.loads(r.stdout)["job_id"]
+        r = run_cli("outputs", job_id, str(tmp_path / job))
+        assert r.returncode == 0, r.stderr
+        got[job] = (tmp_path / job / "passenger_counts.csv").read_bytes()
+        if job == "taxi-ray":
+            assert "taxi_ray: 7 files over 2 nodes" in run_cli("logs", job_id).stdout
+    assert got["taxi-ray"] == got["taxi"]
+    assert read_output(tmp_path / "taxi-ray" / "passenger_counts.csv") == ("passenger_count,trips", expected_rows(reference_counts(data)))
+    assert (ROOT / "jobs" / "taxi-ray" / "job.yaml").is_file()
