@@ -1,4 +1,5 @@
-"""`runner report`: one self-contained HTML page of a job: summary, timeline, cost, each log's tail, the commands for more.
+"""`runner report`: one self-contained HTML page of a job: summary, timeline, cost, each log's tail, the commands for more
+(a fan-out job's: its items, its reduce and a row per shard, see runner.fanout.report).
 
 The page loads nothing (inline CSS and SVG, no script, a Content-Security-Policy that forbids any fetch), so it
 opens from disk or as a CI artifact. Everything on it was read back from the store and is untrusted: the
@@ -17,6 +18,7 @@ import jinja2
 
 from runner import jobs, logs, status_table
 from runner.errors import NotFoundError
+from runner.fanout import views
 from runner.store import Store
 
 TAIL_LINES = 50  # lines of each log's end shown
@@ -212,7 +214,13 @@ def _record(store: Store, job_id: str, name: str) -> dict:
 
 
 def gather(store: Store, job_id: str, now: str | None = None) -> dict:
-    """Everything the page shows, read from the store (and the VM's state, as `runner status` reads it)."""
+    """Everything the page shows, read from the store (and the VM's state, as `runner status` reads it); a fan-out
+    job's page shows its items, reduce and shards (runner.fanout.report)."""
+    fan = views.fanout_of(store, job_id)
+    if fan is not None:
+        from runner.fanout import report as fanout_report
+
+        return fanout_report.gather(store, job_id, fan, now)
     row = status_table.row(store, job_id, detail=True)
     job, inst, raw = _record(store, job_id, "job.json"), _record(store, job_id, "instance.json"), _record(store, job_id, "status.json")
     phase = clean(raw["phase"], 40) if isinstance(raw.get("phase"), str) and raw["phase"] else None
@@ -243,10 +251,10 @@ def gather(store: Store, job_id: str, now: str | None = None) -> dict:
     ends = {t.attempt: log_clock(t, _epoch(created)) for t in tails if t.name == "startup.log" and t.attempt != shown[-1]}
     bars = timeline(created, row["started_at"], row["ended_at"], state, shown, phase, now, {a: e for a, e in ends.items() if e})
     return {
-        "job_id": job_id, "state": state, "color": COLORS.get(state, COLORS[jobs.UNKNOWN]), "now": now,
+        "fanout": False, "job_id": job_id, "state": state, "color": COLORS.get(state, COLORS[jobs.UNKNOWN]), "now": now,
         "summary": [(k, v) for k, v in summary if v != ""], "svg": svg_geometry(bars),
         "estimated": any(b.estimated for b in bars), "clocked": len(shown) > 1 and not any(b.estimated for b in bars),
-        "hidden_attempts": len(attempts) - len(shown),
+        "hidden_attempts": max(len(attempts) - len(shown), 0),
         "tails": tails, "multi": len(shown) > 1, "tail_lines": TAIL_LINES,
         "commands": [("every log, every attempt", f"runner logs {job_id} --all"),
                      ("the outputs", f"runner outputs {job_id} ./outputs"), ("the status, checked with the VM", f"runner status {job_id}")],

@@ -234,3 +234,131 @@ def test_an_unknown_job_is_a_clear_error(runner_home, tmp_path):
     r = run_cli("report", "nope-20261101T100000Z-abcdef", "-o", str(tmp_path / "r.html"))
     assert r.returncode != 0 and "no job 'nope-20261101T100000Z-abcdef'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def _section(page: str, title: str) -> str:
+    """The HTML of the page's section headed `title`."""
+    at = page.index(f"<h2>{title}</h2>")
+    return page[at:page.index("</section>", at)]
+
+
+def test_a_fanout_job_s_page_shows_its_items_its_reduce_a_row_per_shard_and_its_failed_items(make_job, runner_home, tmp_path):
+    lines = ["ok-1", "ok-2", EVIL, 'a & b "q"']
+    d = make_job({"name": "fan", "command": 'case "$RUNNER_ITEM" in *"<"*) echo bad; exit 3;; esac; echo ok > "$RUNNER_ITEM_OUTPUT/r"',
+                  "items": {"manifest": "items.txt", "fetch": False}, "vms": 2,
+                  "reduce": {"command": "ls items > all.txt", "outputs": ["all.txt"]}}, {"items.txt": "".join(f"{x}\n" for x in lines)})
+    result = launch_sandbox(d)
+    assert result["state"] == "FAILED" and result["items"] == {"total": 4, "done": 3, "failed": 1, "missing": 0}, result
+    job_id = result["job_id"]
+    page = write_report(job_id, tmp_path / "fan.html")
+
+    assert EVIL not in page and "<script" not in page.lower() and urls_fetched(page) == []
+    bad = next(row for row in json.loads(run_cli("status", job_id, "--items", "--json").stdout)["item_states"] if row["state"] == "failed")
+    failed = _section(page, "Failed items")
+    assert f"<code>{bad['name']}</code>" in failed and ">3</td>" in failed
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in failed  # the item as the manifest holds it: text, never markup
+    assert _section(page, "Failed items").count("<tr>") == 2  # the header and the one failed item
+    items = _section(page, "Items")
+    assert "<b>3</b> done" in items and "<b>1</b> failed" in items and "<b>0</b> missing" in items and "<b>4</b>" in items
+
+    shards = _section(page, "Shards")
+    svg = re.search(r"<svg\b.*?</svg>", shards, flags=re.S)[0]
+    for k in (0, 1):
+        assert f'<tr id="shard-{k}">' in shards and f"runner logs {job_id} --shard {k}" in shards
+        assert f'<a href="#shard-{k}">' in svg and f"shard {k}: " in svg
+    assert svg.count("<rect") >= 2 and "reduce" not in svg  # no reduce ran: no row for it
+    assert re.findall(r"<title>shard \d: (\w+);", svg) and set(re.findall(r"<title>shard \d: (\w+);", svg)) <= {"SUCCEEDED", "FAILED"}
+    assert svg.count("attempts 1; ") == 2 and "items 2/2 done; " in svg and "items 1/2 done, 1 failed; " in svg
+    assert _section(page, "Reduce").count("not started") == 1
+    text = rendered_text(page)
+    assert "3/4 done, 1 failed, 0 missing" in text and f"runner retry {job_id}" in text
+    assert "job.log, attempt" not in text  # a single job's sections are not on a fan-out's page
+
+
+def _item(i: int) -> str:
+    return f's3://b/part&<{i:03d}>"q"'
+
+
+def _seed_fanout(store, parent: str, shards: list[dict], failed: dict[int, int], total: int = 80) -> None:
+    """A finished fan-out job's records, as its launcher and its shards leave them in the store; item i fails with failed[i]."""
+    from runner.fanout import ids
+    from runner.fanout.items import Item, manifest_bytes, safe_name
+
+    items = [Item(_item(i), safe_name(_item(i)), 1) for i in range(total)]
+    jobs.write_json(store, parent, "job.json", {"job_id": parent, "cloud": "aws", "instance_type": "c6i.large", "spot": True,
+                                                "created_at": "2026-11-01T10:00:00Z", "spec": {"name": "fan", "command": "true"},
+                                                "fanout": {"vms": len(shards), "items": total, "per_vm": 0, "fetch": True, "reduce": False}})
+    store.put_bytes(jobs.job_key(parent, "manifest.jsonl"), manifest_bytes(items))
+    jobs.write_status(store, parent, jobs.Status(jobs.PROVISIONING))
+    for k, s in enumerate(shards):
+        sid = ids.shard_id(parent, k)
+        store.put_bytes(jobs.job_key(parent, "shards", str(k)),
+                        json.dumps({"shard_id": sid, "items": s["total"], "launched_at": s["launched"]}).encode())
+        jobs.write_json(store, sid, "job.json", {"job_id": sid, "cloud": "aws", "parent": parent, "shard": k})
+        jobs.write_json(store, sid, "instance.json", {"cloud": "aws", "id": f"i-0{k}", "job_id": sid, "zone": "us-east-1b",
+                                                      "data": {"usd_per_hour": 0.6}, "attempt": s.get("attempt", 1)})
+        store.put_bytes(jobs.job_key(sid, "status.json"), json.dumps({"state": s["state"], "reason": s.get("reason", ""),
+                                                                      "started_at": s["started"], "ended_at": s["ended"]}).encode())
+        mine = {items[i].name: c for i, c in failed.items() if i % len(shards) == k}
+        jobs.write_json(store, sid, "summary.json", {"total": s["total"], "done": s["total"] - len(mine), "failed": len(mine),
+                                                     "failed_items": mine, "updated_at": s["ended"]})
+
+
+def test_a_fanout_page_caps_its_shards_and_failed_items_and_keeps_untrusted_times_in_bounds(runner_home, monkeypatch):
+    from runner.fanout import report as fanout_report
+    from runner.fanout.items import safe_name
+
+    store = open_store(f"file://{runner_home}/store")
+    parent = "fan-20261101T100000Z-abcdef"
+    shards = [
+        {"state": "FAILED", "total": 27, "launched": "2026-11-01T10:00:00Z", "started": "2026-11-01T10:01:00Z",
+         "ended": "2026-11-01T10:21:00Z", "reason": f"{EVIL} the job exited with code 1"},
+        {"state": "FAILED", "total": 27, "launched": "2026-11-01T10:00:00Z", "started": "2026-11-01T10:11:00Z",
+         "ended": "2099-01-01T00:00:00Z", "attempt": 2},  # relaunched once; an end in the future (the VM wrote it)
+        {"state": "FAILED", "total": 26, "launched": "2026-11-01T10:00:00Z", "started": "2026-11-01T10:02:00Z",
+         "ended": "2026-11-01T10:30:00Z"},
+    ]
+    failed = {i: 10 + i % 5 for i in range(60)}
+    _seed_fanout(store, parent, shards, failed)
+    monkeypatch.setattr(fanout_report, "SHARDS_SHOWN", 2)
+    data = report.gather(store, parent, now="2026-11-01T11:00:00Z")
+    assert data["fanout"] and data["items"] == {"total": 80, "done": 20, "failed": 60, "missing": 0}
+    assert [s["k"] for s in data["shards"]] == [0, 1] and data["hidden_shards"] == 1
+    assert len(data["failed"]) == 50 and data["more_failed"] == 10
+    assert data["failed"][0] == {"name": safe_name(_item(0)), "exit_code": "10", "item": _item(0)}
+    bars = data["svg"]["bars"]
+    assert {b["href"] for b in bars} == {"#shard-0", "#shard-1"}
+    relaunched = [b for b in bars if b["href"] == "#shard-1"]
+    assert [b["dashed"] for b in relaunched] == [True, False] and "attempts 1 to 1 (preempted)" in relaunched[0]["title"]
+    ends = [b["x"] + b["w"] for b in bars]
+    assert max(ends) == report.LEFT + report.PLOT  # the future end is cut at the report's time, the axis spans the hour
+    assert data["svg"]["ticks"][-1]["label"] == "1h 0m 0s"
+    page = report.html(data)
+    assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt; the job exited with code 1" in page
+    assert "part&amp;&lt;000&gt;&#34;q&#34;" in page and _item(0) not in page
+    assert "1 more shard(s) not shown" in page and "10 more failed item(s)" in page and page.count('<tr id="shard-') == 2
+    assert urls_fetched(page) == []
+
+
+def test_a_shard_s_bars_wait_then_run_and_a_relaunch_s_earlier_attempts_are_dashed():
+    from runner.fanout import report as fanout_report
+    from runner.fanout.views import Shard, Summary
+
+    t0 = report._epoch("2026-11-01T10:00:00Z")
+    now = t0 + 3600
+
+    def shard(state, started, ended, attempts=1, launched="2026-11-01T10:00:30Z"):
+        st = jobs.Status(state, started_at=started, ended_at=ended)
+        return Shard(4, "fan--s4-x", st, Summary(total=5, done=3, failed=1), attempts=attempts, cost_usd=0.25, launched_at=launched)
+
+    one = fanout_report.shard_spans(shard(jobs.FAILED, "2026-11-01T10:01:00Z", "2026-11-01T10:11:00Z"), 0, t0, now)
+    assert [(s.start, s.end, s.state, s.dashed) for s in one] == [(30, 60, "provisioning", False), (60, 660, jobs.FAILED, False)]
+    assert one[1].title == "shard 4: FAILED; attempts 1; items 3/5 done, 1 failed; cost 0.2500 USD; ran 1m 0s to 11m 0s"
+    two = fanout_report.shard_spans(shard(jobs.SUCCEEDED, "2026-11-01T10:20:00Z", "2026-11-01T10:30:00Z", attempts=3), 1, t0, now)
+    assert [(s.start, s.end, s.state, s.dashed) for s in two] == [(30, 1200, jobs.PREEMPTED, True), (1200, 1800, jobs.SUCCEEDED, False)]
+    running = fanout_report.shard_spans(shard(jobs.RUNNING, "2026-11-01T10:01:00Z", None), 2, t0, now)
+    assert running[-1].end == 3600  # to the report's time
+    never = fanout_report.shard_spans(shard(jobs.CANCELLED, None, "2026-11-01T10:05:00Z"), 3, t0, now)
+    assert [(s.start, s.end, s.state) for s in never] == [(30, 300, jobs.CANCELLED)]
+    past = fanout_report.shard_spans(shard(jobs.FAILED, "1999-01-01T00:00:00Z", "1999-01-01T00:00:01Z", launched=""), 0, t0, now)
+    assert [(s.start, s.end) for s in past] == [(0, 0)]  # times before the job was created are kept at its start
