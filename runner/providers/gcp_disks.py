@@ -179,7 +179,7 @@ def quote(req: LaunchRequest, d: Disks, seconds: int) -> dict:
     fixed = fixed_local_ssds(req.instance_type) if req.instance_type.endswith("-lssd") else None
     if d.local_ssds:
         per_hour = gcp_prices.local_ssds_per_hour(d.local_ssds)
-        out.update(local_ssds=f"{d.local_ssds} x {LOCAL_SSD_GIB} GiB NVMe, striped into the job's scratch",
+        out.update(local_ssds=f"{d.local_ssds} x {LOCAL_SSD_GIB} GiB NVMe scratch disks",
                    local_ssds_usd_per_hour=round(per_hour, 4), local_ssds_max_usd=round(per_hour * seconds / 3600, 4))
     elif req.instance_type.endswith("-lssd"):
         out["local_ssds"] = f"{fixed if fixed is not None else 'the'} x {LOCAL_SSD_GIB} GiB NVMe that {req.instance_type} comes with"
