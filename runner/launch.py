@@ -116,6 +116,10 @@ def plan(job_dir: str | Path, overrides: dict | None = None, cloud: str | None =
     """Validate everything and render the script; nothing is created anywhere."""
     spec, job_dir = load_job(job_dir, overrides)
     cloud = cloud or spec.cloud or config.default_cloud()
+    if spec.nodes is not None:  # before the backend's own checks: a backend without a network between VMs is the answer
+        from runner.cluster.plan import check_cloud
+
+        check_cloud(cloud, spec.nodes)
     provider = get_provider(cloud)
     store = open_store(config.store_uri())
     job_id = jobs.new_job_id(spec.name)

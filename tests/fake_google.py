@@ -61,6 +61,7 @@ class FakeGoogle:
         self.bulk_capacity: dict[str, int] = {}  # zone -> how many VMs a bulkInsert there creates at most (default: all)
         self.bulk_last = False  # a short bulkInsert creates the last names asked for, not the first
         self.label_errors: dict[str, tuple[int, str, str]] = {}  # VM name -> the error its setLabels answers
+        self.firewalls: dict[str, dict] = {}  # name -> the firewall rule (REST JSON)
         self.next_id = 1000
         self.url = ""
 
@@ -269,6 +270,19 @@ class FakeGoogle:
         quotas = self.quotas.get(region, [{"metric": "CPUS", "limit": 1000.0, "usage": 0.0}])
         return ok({"kind": "compute#region", "name": region, "status": "UP", "quotas": quotas})
 
+    def get_firewall(self, request, name):
+        if name not in self.firewalls:
+            return error(404, "notFound", f"The resource 'projects/{PROJECT}/global/firewalls/{name}' was not found")
+        return ok(self.firewalls[name])
+
+    def post_firewalls(self, request):
+        rule = json.loads(request.get_data())
+        if rule["name"] in self.firewalls:
+            return error(409, "alreadyExists", f"The resource 'projects/{PROJECT}/global/firewalls/{rule['name']}' already exists")
+        link = f"{self.url}/compute/v1/projects/{PROJECT}/global/firewalls/{rule['name']}"
+        self.firewalls[rule["name"]] = {**rule, "kind": "compute#firewall", "selfLink": link}
+        return ok({"kind": "compute#operation", "name": f"op-fw-{rule['name']}", "operationType": "insert", "status": "DONE", "targetLink": link})
+
     ROUTES = (
         ("zones", get_zones), ("zones/(?P<zone>[^/]+)", get_zone),
         ("global/images/family/(?P<family>[^/]+)", get_family), ("global/images/(?P<image>[^/]+)", get_image),
@@ -279,6 +293,7 @@ class FakeGoogle:
         ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)", delete_instance),
         ("zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)/serialPort", get_serial),
         ("aggregated/instances", get_aggregated),
+        ("global/firewalls", post_firewalls), ("global/firewalls/(?P<name>[^/]+)", get_firewall),
         ("regions/(?P<region>[^/]+)/subnetworks/(?P<name>[^/]+)", get_subnet),
         ("regions/(?P<region>[^/]+)/routers", get_routers),
         ("regions/(?P<region>[^/]+)", get_region),

@@ -121,7 +121,8 @@ def test_doctor_checks_the_setup_and_names_fixes(aws):
     r = run_cli("doctor", "--cloud", "aws")
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["OK"] * 7
+    assert [line.split()[0] for line in lines] == ["OK"] * 8
+    assert "cluster network  security group runner-cluster: none yet" in r.stdout
     assert "permissions      not checked: arn:aws:sts::123456789012:user/moto is not an IAM user or role" in r.stdout  # moto's caller
     assert "arn:aws:sts::123456789012" in r.stdout and f"s3://{aws.bucket}/runner" in r.stdout
     assert aws.ami in r.stdout
@@ -129,7 +130,7 @@ def test_doctor_checks_the_setup_and_names_fixes(aws):
                                                  "RUNNER_AWS_SUBNETS": "subnet-00000000000000000"})
     assert r.returncode == 1
     fails = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("FAIL")}
-    assert fails == {"store", "instance", "network", "permissions"}  # permissions: skipped, no s3:// store
+    assert fails == {"store", "instance", "network", "cluster", "permissions"}  # permissions: skipped, no s3:// store
     assert "set RUNNER_STORE=s3://bucket/prefix" in r.stdout and "create it (docs/aws.md)" in r.stdout
     assert run_cli("doctor", "--cloud", "sandbox").returncode == 0
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from runner import aws_prices, images, settings
 from runner.errors import CapacityError, NotFoundError, NotOwnedError, QuotaError, SpecError
-from runner.providers import aws_disks
+from runner.providers import aws_disks, aws_network
 from runner.providers.aws_errors import call, classify, translate  # noqa: F401 (the backend's error edge)
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.settings import AwsSettings
@@ -70,8 +70,8 @@ def plan_attempts(spot: bool, fallback: bool, zone: str | None, subnet_zones: Ma
     return out
 
 
-def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, attempt: Attempt) -> dict:
-    """The exact run_instances kwargs for one attempt."""
+def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, attempt: Attempt, groups: tuple[str, ...] = ()) -> dict:
+    """The exact run_instances kwargs for one attempt; `groups` are security groups besides the configured one (a cluster's)."""
     tags = [{"Key": k, "Value": v} for k, v in {"Name": req.job_id, **req.tags, "runner-job": req.job_id}.items()]
     kw: dict = {
         "ImageId": image["ImageId"],
@@ -95,8 +95,8 @@ def run_instances_request(req: LaunchRequest, cfg: AwsSettings, image: Mapping, 
         kw["SubnetId"] = attempt.subnet
     elif attempt.zone:
         kw["Placement"] = {"AvailabilityZone": attempt.zone}
-    if cfg.security_group:
-        kw["SecurityGroupIds"] = [cfg.security_group]
+    if cfg.security_group or groups:
+        kw["SecurityGroupIds"] = [g for g in (cfg.security_group, *groups) if g]
     if attempt.market == "spot":
         kw["InstanceMarketOptions"] = {
             "MarketType": "spot",
@@ -279,13 +279,14 @@ class AwsProvider:
 
     def launch(self, req: LaunchRequest) -> Instance:
         cfg, ec2, image, attempts, fallback = self._prepare(req)
+        groups = (aws_network.group_id(self, ec2, cfg, req.network_tag),) if req.network_tag else ()  # a cluster node's
         failed: list[tuple[Attempt, CapacityError]] = []
         for a in attempts:
             if a.market == "spot" and any(isinstance(e, QuotaError) for _, e in failed):
                 continue  # the spot quota is per region: no zone will do
             what = f"EC2 RunInstances ({req.instance_type} {a}, {cfg.region})"
             try:
-                resp = call(what, ec2.run_instances, scope=a.zone or cfg.region, **run_instances_request(req, cfg, image, a))
+                resp = call(what, ec2.run_instances, scope=a.zone or cfg.region, **run_instances_request(req, cfg, image, a, groups))
             except CapacityError as e:
                 if isinstance(e, QuotaError) and a.market != "spot":
                     raise

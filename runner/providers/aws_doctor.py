@@ -23,7 +23,7 @@ def run(provider) -> list[Check]:
     ok, caller = _try(lambda: sts.get_caller_identity()["Arn"], "STS GetCallerIdentity")
     out.append((ok, "credentials", str(caller)))
     if not ok:
-        skipped = ("store", "instance profile", "image", "network", "permissions", "vm permissions")
+        skipped = ("store", "instance profile", "image", "network", "cluster network", "permissions", "vm permissions")
         return out + [(False, name, "skipped: no working credentials") for name in skipped]
     out.append(_store(provider, cfg))
     profile_check, vm_role = _instance_profile(provider, cfg)
@@ -33,6 +33,8 @@ def run(provider) -> list[Check]:
     out.append((ok, "image", str(detail)))
     ok, detail = _try(lambda: _network(provider, ec2, cfg), "network")
     out.append((ok, "network", str(detail)))
+    ok, detail = _try(lambda: _cluster_network(provider, ec2, cfg), "cluster network")
+    out.append((ok, "cluster network", str(detail)))
     return out + _permissions(provider, cfg, str(caller), vm_role)
 
 
@@ -139,3 +141,11 @@ def _network(provider, ec2, cfg) -> str:
     else:
         parts.append("the VPC's default security group (no inbound rule is needed)")
     return "; ".join(parts)
+
+
+def _cluster_network(provider, ec2, cfg) -> str:
+    """The security group a cluster job's nodes share: none yet, or one whose only inbound rule is its members'."""
+    from runner.cluster.ids import NETWORK
+    from runner.providers import aws_network
+
+    return aws_network.check(provider, ec2, cfg, NETWORK)

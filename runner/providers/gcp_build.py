@@ -190,6 +190,7 @@ def instance_body(req: LaunchRequest, cfg: GcpSettings, image: str, attempt: Att
         ]},
         "disks": gcp_disks.disks(req, zone, image, tags),  # the boot disk, and local SSDs when asked for
         "network_interfaces": [nic],
+        **({"tags": {"items": [req.network_tag]}} if req.network_tag else {}),  # a cluster node: its firewall rule's tag
         "service_accounts": [{"email": cfg.service_account, "scopes": list(SCOPES)}],
         "scheduling": {
             "provisioning_model": "SPOT" if spot else "STANDARD",

@@ -1,0 +1,137 @@
+"""A cluster job's network on the clouds: on AWS a security group whose only inbound rule is its own members (moto),
+the head on-demand and the workers spot, every node in the group; on GCP a firewall rule from the tag to the tag and
+the tag on every node (FakeGoogle). Pure builders first."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_fixtures import instances
+from conftest import run_cli
+from test_gcp_cli import gcp_cli  # noqa: F401 (the fixture)
+
+from runner.cluster import ids
+from runner.errors import SpecError
+from runner.providers import aws_network, gcp_firewall
+from runner.providers.aws import Attempt, run_instances_request
+from runner.providers.base import LaunchRequest
+from runner.providers.gcp_build import instance_name, label_value
+from runner.settings import AwsSettings
+
+pytest_plugins = ["aws_fixtures", "fake_google"]
+TAG = ids.NETWORK
+
+
+def cluster_job(make_job, **extra):
+    return make_job({"name": "ray", "command": "python3 -c 'import ray'", "nodes": 3, **extra})
+
+
+# ---------------------------------------------------------------- pure
+
+def test_the_group_admits_its_members_only():
+    assert aws_network.ingress_request("sg-1") == {"GroupId": "sg-1", "IpPermissions": [
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-1", "Description": "members of this group only"}]}]}
+    assert aws_network.group_request(TAG, "vpc-1")["GroupName"] == TAG
+    own = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-1"}]}
+    assert aws_network.problems({"GroupId": "sg-1", "IpPermissions": [own]}) == []
+    assert "lacks the rule" in aws_network.problems({"GroupId": "sg-1", "IpPermissions": []})[0]
+    world = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    assert aws_network.problems({"GroupId": "sg-1", "IpPermissions": [own, world]}) == ["it admits 0.0.0.0/0 (tcp)"]
+    other = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-1"}, {"GroupId": "sg-2"}]}
+    assert aws_network.problems({"GroupId": "sg-1", "IpPermissions": [other]}) == ["it admits the group(s) sg-2"]
+    v6 = {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
+    assert aws_network.problems({"GroupId": "sg-1", "IpPermissions": [own, v6]}) == ["it admits ::/0 (-1)"]
+
+
+def test_a_nodes_request_carries_the_group_beside_the_configured_one():
+    req = LaunchRequest("ray--n1-20261201T101500Z-3fa9c2", "#!", "m6i.large", True, 50, 3600, network_tag=TAG)
+    image = {"ImageId": "ami-1", "RootDeviceName": "/dev/xvda"}
+    assert run_instances_request(req, AwsSettings(region="us-east-1"), image, Attempt("spot"), ("sg-c",))["SecurityGroupIds"] == ["sg-c"]
+    cfg = AwsSettings(region="us-east-1", security_group="sg-mine")
+    assert run_instances_request(req, cfg, image, Attempt("spot"), ("sg-c",))["SecurityGroupIds"] == ["sg-mine", "sg-c"]
+    assert "SecurityGroupIds" not in run_instances_request(req, AwsSettings(region="us-east-1"), image, Attempt("spot"))
+
+
+def test_the_firewall_rule_goes_from_the_tag_to_the_tag():
+    body = gcp_firewall.rule_body(TAG, "global/networks/default")
+    assert body["source_tags"] == body["target_tags"] == [TAG] and "source_ranges" not in body
+    assert body["direction"] == "INGRESS" and [a["I_p_protocol"] for a in body["allowed"]] == ["tcp", "udp", "icmp"]
+    good = {"direction": "INGRESS", "sourceTags": [TAG], "targetTags": [TAG], "allowed": [{"IPProtocol": "tcp"}, {"IPProtocol": "udp"}]}
+    assert gcp_firewall.problems(good, TAG) == []
+    assert gcp_firewall.problems({**good, "sourceRanges": ["0.0.0.0/0"]}, TAG) == ["it admits the ranges 0.0.0.0/0"]
+    assert "tags are not both" in gcp_firewall.problems({**good, "targetTags": []}, TAG)[0]
+    assert "every TCP and UDP port" in gcp_firewall.problems({**good, "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}, TAG)[0]
+
+
+# ---------------------------------------------------------------- AWS, against moto
+
+def test_aws_cluster_group_and_the_head_and_worker_requests(aws, make_job):
+    d = cluster_job(make_job)
+    r = run_cli("launch", str(d), "--cloud", "aws", "--spot", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    parent = out["job_id"]
+    [group] = aws.ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [TAG]}])["SecurityGroups"]
+    gid = group["GroupId"]
+    assert [(p["IpProtocol"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"]) for p in group["IpPermissions"]] == [("-1", [gid], [])]
+    assert [x["role"] for x in out["nodes"]] == ["head", "worker", "worker"]
+    for k, node in enumerate(out["nodes"]):
+        [vm] = instances(aws.ec2, node["job_id"])
+        assert node["job_id"] == ids.node_id(parent, k) and vm["InstanceId"] == node["instance"]
+        assert [g["GroupId"] for g in vm["SecurityGroups"]] == [gid]
+        assert (vm.get("InstanceLifecycle") == "spot") == (k > 0), vm.get("InstanceLifecycle")  # the head on-demand
+    assert instances(aws.ec2, parent) == []
+    record = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=f"runner/jobs/{parent}/job.json")["Body"].read())
+    assert record["cluster"]["nodes"] == 3 and gid in record["cluster"]["network"]
+    assert b"ray start --head" in aws.s3.get_object(Bucket=aws.bucket, Key=f"runner/jobs/{parent}/ray.sh")["Body"].read()
+    doctor = run_cli("doctor", "--cloud", "aws").stdout
+    assert f"security group {TAG} ({gid}): members reach each other, nothing else" in doctor
+    assert run_cli("launch", str(d), "--cloud", "aws", "--json").returncode == 0  # the group is found, not made again
+    assert len(aws.ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [TAG]}])["SecurityGroups"]) == 1
+
+    r = run_cli("cancel", parent)
+    assert r.returncode == 0, r.stderr
+    assert all(i["State"]["Name"] in ("shutting-down", "terminated") for n in out["nodes"] for i in instances(aws.ec2, n["job_id"]))
+
+    # a rule that lets the world in: the doctor says so, and no cluster launches into it
+    aws.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    doctor = run_cli("doctor", "--cloud", "aws")
+    assert doctor.returncode == 1 and "it admits 0.0.0.0/0 (tcp)" in doctor.stdout
+    r = run_cli("launch", str(d), "--cloud", "aws")
+    assert r.returncode == 2 and f"security group {TAG} ({gid}) is not runner's: it admits 0.0.0.0/0 (tcp)" in r.stderr
+
+
+# ---------------------------------------------------------------- GCP, against FakeGoogle
+
+def test_gcp_cluster_firewall_rule_and_the_tag_on_every_node(gcp_cli, make_job):  # noqa: F811
+    google, _, _ = gcp_cli
+    d = cluster_job(make_job, nodes=2)
+    r = run_cli("launch", str(d), "--cloud", "gcp", "--type", "e2-standard-4", "--spot", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rule = google.firewalls[f"{TAG}-internal"]
+    assert rule["sourceTags"] == rule["targetTags"] == [TAG] and not rule.get("sourceRanges") and rule["direction"] == "INGRESS"
+    assert rule["network"].endswith("global/networks/default")
+    for k, node in enumerate(out["nodes"]):
+        vm = next(v for (_, name), v in google.instances.items() if name == instance_name(node["job_id"]))
+        assert vm["tags"]["items"] == [TAG] and vm["labels"]["runner-job"] == label_value(node["job_id"])
+        assert vm["scheduling"]["provisioningModel"] == ("SPOT" if k else "STANDARD")
+    posts = [x for x in google.log if x["method"] == "POST" and x["path"].endswith("/global/firewalls")]
+    assert len(posts) == 1
+    assert run_cli("launch", str(d), "--cloud", "gcp", "--type", "e2-standard-4", "--json").returncode == 0
+    assert len([x for x in google.log if x["method"] == "POST" and x["path"].endswith("/global/firewalls")]) == 1  # found, not made again
+
+    google.firewalls[f"{TAG}-internal"]["sourceRanges"] = ["0.0.0.0/0"]
+    r = run_cli("launch", str(d), "--cloud", "gcp", "--type", "e2-standard-4")
+    assert r.returncode == 2 and "it admits the ranges 0.0.0.0/0" in r.stderr
+
+
+def test_a_local_cluster_is_refused_before_anything_starts(make_job, runner_home):
+    r = run_cli("launch", str(cluster_job(make_job)), "--cloud", "local")
+    assert r.returncode == 2 and "-nic none" in r.stderr and not (runner_home / "store" / "jobs").exists()
+    with pytest.raises(SpecError):
+        from runner.cluster.plan import check_cloud
+
+        check_cloud("local", 3)
