@@ -167,4 +167,4 @@ def test_the_ray_pin_is_the_images():
     assert len(pin) == 1
     version = pin[0].split("==")[1].split('"')[0]
     images = [line for line in (ROOT / "images" / "scripts" / "constraints.txt").read_text().splitlines() if line.startswith("ray==")]
-    assert images in ([], [f"ray=={version}"]), f"the image pins {images}, the test extra ray=={version}: make them one"
+    assert images == [f"ray=={version}"], f"the image pins {images}, the test extra ray=={version}: make them one"
