@@ -73,6 +73,7 @@ def test_gp3_explicit_values():
     assert ebs(disk_throughput=2000, disk_iops=25000) == {**base, "Throughput": 2000, "Iops": 25000}
     assert ebs(disk_iops=6000) == {**base, "Iops": 6000}
     assert ebs(disk_type="gp3", disk_throughput=125, disk_iops=3000) == base  # gp3's included speed: nothing to add
+    assert ebs(local_ssds=0) == base  # none: what an AWS type has unless its instance storage comes with it
     # an explicit IOPS holds a default throughput to 0.25 MiB/s per IOPS
     assert ebs(instance_type="c6i.32xlarge", disk_iops=3200) == {**base, "Throughput": 800, "Iops": 3200}
     assert ebs(instance_type="c6i.32xlarge", disk_throughput=300) == {**base, "Throughput": 300}

@@ -90,7 +90,7 @@ def root_volume(req: LaunchRequest) -> RootVolume:
     if req.disk_type not in (None, GP3):
         raise SpecError(f"disk_type {req.disk_type!r} is not offered on AWS: the root volume is gp3, its speed set with "
                         "disk_throughput and disk_iops; leave disk_type out or set it to gp3")
-    if req.local_ssds is not None:
+    if req.local_ssds:  # 0: none, as everywhere
         raise SpecError(f"local_ssds {req.local_ssds} is for GCP: on AWS instance storage comes with the instance type "
                         "(i3en.2xlarge has 2 NVMe drives, c6id.* and the other '*d' types have theirs); pick such a type "
                         "and leave local_ssds out")
