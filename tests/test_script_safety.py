@@ -108,7 +108,7 @@ def test_a_final_status_already_in_the_store_is_kept(tmp_path):
     st = job.status()
     assert st["state"] == "CANCELLED" and st["reason"] == "cancelled by `runner cancel`"
     assert "status.json already says CANCELLED: keeping it" in job.log("startup.log").decode()
-    assert [line.split()[0] for line in vm.power()] == ["shutdown", "poweroff"]
+    assert [line.split()[0] for line in vm.power()] == ["poweroff"]  # the bootstrap schedules the failsafe; the harness runs the script itself
 
 
 def test_sigterm_after_a_cancel_request_ends_cancelled(tmp_path):

@@ -53,4 +53,4 @@ def test_a_missing_secret_fails_before_the_job_runs(make_job, runner_home):
     assert result["state"] == "FAILED" and "could not fetch secret API_KEY from gcp-sm:projects/p/secrets/absent" in result["reason"]
     job = runner_home / "store" / "jobs" / result["job_id"]
     assert (job / "logs").is_dir() and not list((job / "logs").glob("*/job.log.*"))  # the command never ran
-    assert "ran" not in run_cli("logs", result["job_id"]).stdout
+    assert "\nran\n" not in "\n" + run_cli("logs", result["job_id"]).stdout  # the command's own output line
