@@ -60,7 +60,7 @@ class FakeGoogle:
         self.region_errors: dict[str, tuple[int, str, str]] = {}  # region -> the error regions.get answers
         self.bulk_capacity: dict[str, int] = {}  # zone -> how many VMs a bulkInsert there creates at most (default: all)
         self.bulk_last = False  # a short bulkInsert creates the last names asked for, not the first
-        self.label_errors: dict[str, tuple[int, str, str]] = {}  # VM name -> the error its setLabels answers
+        self.label_errors: dict[str, tuple[int, str, str]] = {}  # a regex of VM names -> the error their setLabels answers
         self.firewalls: dict[str, dict] = {}  # name -> the firewall rule (REST JSON)
         self.next_id = 1000
         self.url = ""
@@ -182,7 +182,7 @@ class FakeGoogle:
         if rid in self.by_request_id:
             return ok(self.by_request_id[rid])
         body = json.loads(request.get_data())
-        names = list(body.get("perInstanceProperties") or {})
+        names = sorted(body.get("perInstanceProperties") or {})  # a map: GCE keeps no order
         if len(names) != int(body.get("count", 0)) or any(not re.fullmatch(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?", n) for n in names):
             return error(400, "invalid", f"bulkInsert: count {body.get('count')} for names {names}")
         queued = self._queued_error(zone, names[0])
@@ -213,8 +213,9 @@ class FakeGoogle:
         vm = self.instances.get((zone, name))
         if vm is None:
             return error(404, "notFound", f"The resource 'projects/{PROJECT}/zones/{zone}/instances/{name}' was not found")
-        if name in self.label_errors:
-            return error(*self.label_errors[name])
+        for pattern, err in self.label_errors.items():
+            if re.search(pattern, name):
+                return error(*err)
         body = json.loads(request.get_data())
         if body.get("labelFingerprint") != vm.get("labelFingerprint"):
             return error(412, "conditionNotMet", f"Labels fingerprint either invalid or resource labels have changed for {name}")

@@ -4,15 +4,28 @@ server and a file:// store), one RunInstances per zone attempt on EC2 (moto), on
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 import subprocess
+from dataclasses import replace
 
+import aws_iam
 import pytest
+from aws_fixtures import ACCOUNT, REGION, instances, spot_prices
+from botocore.exceptions import ClientError
 from fake_metadata import FakeMetadata
+from test_fanout_clouds import ec2_capacity, ec2_quotas  # noqa: F401 (the fixtures)
+from test_gcp_cli import gcp_cli  # noqa: F401 (the fixture)
 
-from runner.errors import SpecError
+from runner import throttle
+from runner.errors import NotOwnedError, SpecError
 from runner.fanout import ids
+from runner.providers import gcp_batch
+from runner.providers.aws import AwsProvider
+from runner.providers.gcp_build import instance_name, label_value
 from runner.render import render_bootstrap
 
 PARENT = "fan-20240101T000000Z-abcdef"
@@ -129,3 +142,244 @@ def test_a_batch_bootstrap_is_refused_where_a_vm_cannot_tell_its_shard():
         render_bootstrap(PARENT, "s3://b", "aws", 1800, shards=range(0, 3))
     with pytest.raises(SpecError, match="is not the id of a fan-out job"):
         render_bootstrap("fan--s1-20240101T000000Z-abcdef", "s3://b", "aws", 1800, **good)
+
+
+
+# ---------------------------------------------------------------- AWS, against moto
+
+def five_shards(make_job, **extra):
+    spec = {"name": "fan", "command": "true", "items": {"manifest": "items.txt", "fetch": False}, "vms": 5, **extra}
+    return make_job(spec, {"items.txt": "".join(f"part-{i}.csv\n" for i in range(5))})
+
+
+def launch_in_process(*args: str) -> dict:
+    """`runner launch ARGS --json` in this process (where the hooks, the fakes' switches and the sleep are)."""
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    r = CliRunner().invoke(main, ["launch", *args, "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+@pytest.fixture
+def no_waiting(monkeypatch):
+    """Every sleep of the pacing and the backoff recorded instead of slept; every bucket full."""
+    slept: list[float] = []
+    monkeypatch.setattr(throttle, "sleep", slept.append)
+    throttle.reset()
+    yield slept
+    throttle.reset()
+
+
+def moto_launch_index(iid: str) -> int:
+    """The launch index moto gave the instance (EC2 tells it to the VM through IMDS; moto's answers leave it out)."""
+    from moto.backends import get_backend
+
+    return get_backend("ec2")[ACCOUNT][REGION].get_instance(iid).ami_launch_index
+
+
+def shard_run_by(tmp_path, parent: str, user_data: str, index: int, imds) -> int:
+    """Run a VM's user-data as the VM would, IMDS telling it `index`, against a file:// store whose startup.sh files
+    say which shard they are: the shard that VM runs."""
+    store = tmp_path / "vm-store"
+    for k in range(0, 5):
+        (store / "jobs" / ids.shard_id(parent, k)).mkdir(parents=True, exist_ok=True)
+        (store / "jobs" / ids.shard_id(parent, k) / "startup.sh").write_text(f'echo "startup of shard {k}"\n')
+    text = re.sub(r"(?m)^JOBS_URI=.*$", f"JOBS_URI=file://{store}/jobs", user_data)
+    text = re.sub(r"(?m)^METADATA_URL=.*$", f"METADATA_URL={imds.url}", text)
+    imds.identity["/latest/meta-data/ami-launch-index"] = str(index)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("shutdown", "poweroff", "sleep"):
+        (bin_dir / name).write_text("#!/bin/bash\n")
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "vm-user-data"
+    script.write_text(text)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_VM_ROOT": str(tmp_path / "vm")}
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    m = re.fullmatch(r"startup of shard (\d+)\n", r.stdout)
+    assert m, r.stdout + r.stderr
+    return int(m[1])
+
+
+def tags_of(ec2, iid: str) -> dict:
+    [i] = [i for r in ec2.describe_instances(InstanceIds=[iid])["Reservations"] for i in r["Instances"]]
+    return {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+
+
+def user_data_of(ec2, iid: str) -> str:
+    return base64.b64decode(ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]).decode()
+
+
+def test_aws_shards_start_in_one_run_instances_and_each_vm_runs_the_shard_it_is_tagged_with(
+        aws, ec2_quotas, ec2_capacity, hook, make_job, no_waiting, tmp_path, imds):  # noqa: F811
+    calls: list = []
+    aws_iam.recorder(hook, calls)
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "aws")
+    parent = out["job_id"]
+    [call] = ec2_capacity.calls  # one RunInstances for the five
+    assert (call["min"], call["max"], call["placed"]) == (1, 5, 5)
+    assert f"shards 0..4 of fan-out job {parent}" in call["user_data"] and "FIRST=0\nLAST=4\n" in call["user_data"]
+    assert [op for _, op, _ in calls].count("CreateTags") == 5 and no_waiting == []  # within the buckets: no wait
+    for k, shard in enumerate(out["shards"]):
+        iid = shard["instance"]
+        tags = tags_of(aws.ec2, iid)
+        assert tags["runner-job"] == tags["Name"] == ids.shard_id(parent, k) and tags["runner-fanout"] == parent
+        assert shard_run_by(tmp_path, parent, user_data_of(aws.ec2, iid), moto_launch_index(iid), imds) == k
+        record = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=f"runner/jobs/{ids.shard_id(parent, k)}/instance.json")["Body"].read())
+        assert record["id"] == iid and record["job_id"] == ids.shard_id(parent, k) and record["data"]["fanout"] == parent
+    assert instances(aws.ec2, parent) == []  # no VM carries the parent's id
+    # and the owner checks hold: each shard's VM is its own; terminate finds it by its tag
+    from runner.jobs import read_instance
+    from runner.store import open_store
+
+    store = open_store(f"s3://{aws.bucket}/runner")
+    inst, _ = read_instance(store, ids.shard_id(parent, 3))
+    AwsProvider().terminate(inst)
+    assert tags_of(aws.ec2, inst.id)["runner-job"] == ids.shard_id(parent, 3)
+    assert instances(aws.ec2, ids.shard_id(parent, 3))[0]["State"]["Name"] in ("shutting-down", "terminated")
+
+
+def test_aws_shards_a_zone_does_not_place_fail_over_to_the_next_with_the_right_shard_numbers(
+        aws, ec2_quotas, ec2_capacity, hook, make_job, no_waiting, tmp_path, imds):  # noqa: F811
+    hook("before-call.ec2.DescribeSpotPriceHistory", spot_prices({"us-east-1a": 0.01, "us-east-1b": 0.02, "us-east-1c": 0.03}))
+    ec2_capacity.capacity.update({"us-east-1a": 2, "us-east-1b": 0})  # a: room for 2; b: none at all
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "aws", "--spot")
+    parent = out["job_id"]
+    assert [(c["zone"], c["max"], c["placed"]) for c in ec2_capacity.calls] == [
+        ("us-east-1a", 5, 2), ("us-east-1b", 3, 0), ("us-east-1c", 3, 3)]
+    assert ["FIRST=0\n" in c["user_data"] for c in ec2_capacity.calls] == [True, False, False]
+    assert all("FIRST=2\nLAST=4\n" in c["user_data"] for c in ec2_capacity.calls[1:])  # the shards left, renumbered from 2
+    assert len({c["token"] for c in ec2_capacity.calls}) == 3  # each call its own ClientToken
+    zones = {}
+    for k in range(5):
+        [vm] = instances(aws.ec2, ids.shard_id(parent, k))
+        zones[k] = vm["Placement"]["AvailabilityZone"]
+        assert shard_run_by(tmp_path, parent, user_data_of(aws.ec2, vm["InstanceId"]), moto_launch_index(vm["InstanceId"]), imds) == k
+    assert zones == {0: "us-east-1a", 1: "us-east-1a", 2: "us-east-1c", 3: "us-east-1c", 4: "us-east-1c"}
+    record = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=f"runner/jobs/{ids.shard_id(parent, 4)}/instance.json")["Body"].read())
+    assert record["data"]["tried"] == ["spot in us-east-1a ($0.0100/h): placed 2 of 5",
+                                       "spot in us-east-1b ($0.0200/h): InsufficientInstanceCapacity"]
+
+
+def test_aws_shards_no_zone_places_are_failed_with_the_reason_and_the_rest_go_on(
+        aws, ec2_quotas, ec2_capacity, make_job, no_waiting):  # noqa: F811
+    ec2_capacity.capacity["*"] = 3  # one attempt only (on-demand, any zone), with room for 3 of 5
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "aws")
+    parent = out["job_id"]
+    assert [s["instance"] is not None for s in out["shards"]] == [True, True, True, False, False]
+    for k in (3, 4):
+        assert "could not start a m6i.large in us-east-1 for shard" in out["shards"][k]["error"] and "placed 3 of 5" in out["shards"][k]["error"]
+        st = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=f"runner/jobs/{ids.shard_id(parent, k)}/status.json")["Body"].read())
+        assert st["state"] == "FAILED" and st["reason"].startswith("launch failed: could not start")
+        assert instances(aws.ec2, ids.shard_id(parent, k)) == []
+
+
+def test_aws_a_throttled_run_instances_is_sent_again_with_the_same_client_token(
+        aws, ec2_quotas, ec2_capacity, hook, make_job, no_waiting):  # noqa: F811
+    tokens: list[str] = []
+
+    def throttle_first(params, **_):
+        tokens.append(params["ClientToken"])
+        if len(tokens) == 1:
+            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}}, "RunInstances")
+
+    hook("before-parameter-build.ec2.RunInstances", throttle_first)
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "aws")
+    assert len(tokens) == 2 and tokens[0] == tokens[1] and no_waiting == [throttle.BACKOFF[0]]
+    assert len(ec2_capacity.calls) == 1 and all(s["instance"] for s in out["shards"])
+
+
+def test_aws_a_vm_that_cannot_be_tagged_with_its_shard_is_terminated_and_its_shard_failed(
+        aws, ec2_quotas, ec2_capacity, hook, make_job, no_waiting):  # noqa: F811
+    def deny_shard_2(params, **_):
+        if any(t["Value"].startswith("fan--s2-") for t in params["Tags"]):
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed to tag"}}, "CreateTags")
+
+    hook("before-parameter-build.ec2.CreateTags", deny_shard_2)
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "aws")
+    shards = out["shards"]
+    assert [s["instance"] is not None for s in shards] == [True, True, False, True, True]
+    assert "UnauthorizedOperation" in shards[2]["error"] and "was terminated" in shards[2]["error"]
+    fanout = aws.ec2.describe_instances(Filters=[{"Name": "tag:runner-fanout", "Values": [out["job_id"]]}])
+    states = {i["InstanceId"]: i["State"]["Name"] for r in fanout["Reservations"] for i in r["Instances"]}
+    untagged = [iid for iid in states if "runner-job" not in tags_of(aws.ec2, iid)]
+    assert len(untagged) == 1 and states[untagged[0]] in ("shutting-down", "terminated")
+
+
+# ---------------------------------------------------------------- GCP, against FakeGoogle
+
+def test_gcp_shards_start_in_one_bulk_insert_then_each_vm_is_labelled_with_its_shard(gcp_cli, make_job, no_waiting):  # noqa: F811
+    google, _, _ = gcp_cli
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "gcp", "--type", "e2-standard-4")
+    parent = out["job_id"]
+    [bulk] = google.bulk_inserts()
+    body, zone = bulk["json"], bulk["path"].split("/zones/")[1].split("/")[0]
+    names = [instance_name(ids.shard_id(parent, k)) for k in range(5)]
+    assert zone == "us-central1-a" and bulk["args"].get("requestId")
+    assert (body["count"], body["minCount"]) == ("5", "1") and sorted(body["perInstanceProperties"]) == sorted(names)
+    props = body["instanceProperties"]
+    assert props["machineType"] == "e2-standard-4" and props["labels"] == {"runner-fanout": label_value(parent)}
+    disk = props["disks"][0]["initializeParams"]
+    assert "/" not in disk["diskType"] and disk["labels"] == {"runner-fanout": label_value(parent)}
+    meta = {i["key"]: i["value"] for i in props["metadata"]["items"]}
+    assert meta["runner-fanout"] == parent and "runner-job" not in meta and "shutdown-script" in meta
+    assert f"shards 0..4 of fan-out job {parent}" in meta["user-data"] and "FIRST=0\nLAST=4\n" in meta["user-data"]
+    assert len(google.set_labels()) == 5 and google.inserts() == [] and no_waiting == []
+    from runner.jobs import read_instance
+    from runner.providers.gcp import GcpProvider
+    from runner.store import open_store
+
+    store, gcp = open_store(os.environ["RUNNER_STORE"]), GcpProvider()
+    for k, shard in enumerate(out["shards"]):
+        vm = google.instances[(zone, names[k])]
+        assert shard["instance"] == names[k] and vm["labels"] == {"runner-fanout": label_value(parent), "runner-job": label_value(ids.shard_id(parent, k))}
+        inst, _ = read_instance(store, ids.shard_id(parent, k))
+        assert gcp.state(inst).alive  # its owner check holds
+        assert [f.job_id for f in gcp.find({"runner-job": ids.shard_id(parent, k)})] == [ids.shard_id(parent, k)]  # the id, not the label
+    inst, _ = read_instance(store, ids.shard_id(parent, 1))
+    with pytest.raises(NotOwnedError):  # shard 1's record naming shard 2's VM: not its own
+        gcp.terminate(replace(inst, id=names[2], data={**inst.data, "name": names[2]}))
+    gcp.terminate(inst)
+    assert (zone, names[1]) not in google.instances and (zone, names[2]) in google.instances
+
+
+def test_gcp_shards_a_zone_does_not_create_fail_over_to_the_next_zone(gcp_cli, make_job, no_waiting):  # noqa: F811
+    google, _, _ = gcp_cli
+    google.bulk_capacity.update({"us-central1-a": 2, "us-central1-b": 0})
+    google.bulk_last = True  # GCE says how many it created, not which: the launcher lists them
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "gcp", "--type", "e2-standard-4")
+    parent = out["job_id"]
+    bulks = google.bulk_inserts()
+    asked = [sorted(n.split("--s")[1].split("-")[0] for n in b["json"]["perInstanceProperties"]) for b in bulks]
+    assert [b["path"].split("/zones/")[1].split("/")[0] for b in bulks] == ["us-central1-a", "us-central1-b", "us-central1-c"]
+    assert asked == [["0", "1", "2", "3", "4"], ["0", "1", "2"], ["0", "1", "2"]]  # a created shards 3 and 4
+    assert len({b["args"]["requestId"] for b in bulks}) == 3
+    where = {name: zone for zone, name in google.instances}
+    assert [where[instance_name(ids.shard_id(parent, k))] for k in range(5)] == ["us-central1-c"] * 3 + ["us-central1-a"] * 2
+    _, client, bucket = gcp_cli
+    record = json.loads(client.bucket(bucket).blob(f"runner/jobs/{ids.shard_id(parent, 0)}/instance.json").download_as_bytes())
+    assert record["data"]["tried"] == ["standard in us-central1-a: created 2 of 5", "standard in us-central1-b: ZONE_RESOURCE_POOL_EXHAUSTED"]
+    assert all(s["instance"] for s in out["shards"])
+
+
+def test_gcp_a_rate_limited_bulk_insert_is_sent_again_with_the_same_request_id(gcp_cli, make_job, no_waiting):  # noqa: F811
+    google, _, _ = gcp_cli
+    google.insert_errors["us-central1-a"] = [("sync", 403, "rateLimitExceeded", "Rate Limit Exceeded")]
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "gcp", "--type", "e2-standard-4")
+    bulks = google.bulk_inserts()
+    assert len(bulks) == 2 and bulks[0]["args"]["requestId"] == bulks[1]["args"]["requestId"]
+    assert no_waiting == [gcp_batch.BACKOFF[0]] and all(s["instance"] for s in out["shards"])
+
+
+def test_gcp_a_vm_that_cannot_be_labelled_is_deleted_and_its_shard_failed(gcp_cli, make_job, no_waiting):  # noqa: F811
+    google, _, _ = gcp_cli
+    google.label_errors[r"--s4-"] = (403, "forbidden", "Required 'compute.instances.setLabels' permission")
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "gcp", "--type", "e2-standard-4")
+    shards = out["shards"]
+    assert [s["instance"] is not None for s in shards] == [True, True, True, True, False]
+    assert "compute.instances.setLabels" in shards[4]["error"] and "was deleted" in shards[4]["error"]
+    assert instance_name(ids.shard_id(out["job_id"], 4)) not in {name for _, name in google.instances}
+    assert len(google.instances) == 4
