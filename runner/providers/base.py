@@ -71,7 +71,11 @@ class Provider(Protocol):
     Optional members: `state_every: float`, the least seconds between state() calls while a job is
     waited on (for rate-limited cloud APIs; absent: every poll); `quote(req) -> dict`, what
     `--dry-run` adds (zones, hourly prices, the most the run can cost), read-only; `poweroff_wait: float`,
-    how long `--wait` waits for the machine itself to be gone after the final status (backends on this host).
+    how long `--wait` waits for the machine itself to be gone after the final status (backends on this host);
+    `launch_batch(batch: runner.providers.batch.Batch) -> dict[int, Instance | RunnerError]`, a fan-out's shards
+    started together in as few calls as the cloud allows (one per zone attempt), each VM tagged runner-job=<its own
+    shard's id> before it is returned; a shard without a VM maps to why; raises only when nothing was started
+    (absent: the launcher starts each shard with launch()).
     """
 
     name: ClassVar[str]
