@@ -383,3 +383,17 @@ def test_gcp_a_vm_that_cannot_be_labelled_is_deleted_and_its_shard_failed(gcp_cl
     assert "compute.instances.setLabels" in shards[4]["error"] and "was deleted" in shards[4]["error"]
     assert instance_name(ids.shard_id(out["job_id"], 4)) not in {name for _, name in google.instances}
     assert len(google.instances) == 4
+
+
+def test_gcp_when_the_created_vms_cannot_be_listed_every_vm_asked_for_is_deleted(gcp_cli, make_job, no_waiting, monkeypatch):  # noqa: F811
+    from runner.errors import RunnerError
+
+    google, _, _ = gcp_cli
+
+    def unlistable(*_, **__):
+        raise RunnerError("GCE instances.list (us-central1-a): 503: backendError")
+
+    monkeypatch.setattr(gcp_batch, "_created", unlistable)
+    out = launch_in_process(str(five_shards(make_job)), "--cloud", "gcp", "--type", "e2-standard-4")
+    assert len(google.bulk_inserts()) == 1 and google.instances == {}  # created, then deleted: none runs unlabelled
+    assert all(s["instance"] is None and "backendError" in s["error"] and "were deleted" in s["error"] for s in out["shards"])

@@ -132,7 +132,12 @@ def launch_batch(provider, b: Batch) -> dict[int, Result]:
             continue
         except RunnerError as e:  # not capacity (credentials, settings): no other attempt will do better
             return {**out, **{k: e for k in left}}
-        made = _created(provider, b, left, project, a.zone)
+        try:
+            made = _created(provider, b, left, project, a.zone)
+        except RunnerError as e:  # which VMs exist is unknown: none may run unlabelled, so each asked for goes
+            for k in left:
+                _delete(provider, project, a.zone, instance_name(b.request(k).job_id))
+            return {**out, **{k: RunnerError(f"{e}; the VMs this bulkInsert may have created were deleted") for k in left}}
         for k, vm in made.items():
             out[k] = _own(provider, b, k, vm, project, a, image, [f"{f}: {getattr(e, 'code', '')}" for f, e in failed], swept)
         if len(made) < len(left):
@@ -172,11 +177,9 @@ def _own(provider, b: Batch, k: int, vm, project: str, a: Attempt, image: dict, 
                                                 instances_set_labels_request_resource=labels))
         provider.wait(op, project, zone, what)
     except RunnerError as e:  # unlabelled, no runner command would ever find it: it goes now
-        try:
-            provider.delete(project, zone, vm.name)
-        except RunnerError as gone:
-            return RunnerError(f"{e}; and deleting the unlabelled VM {vm.name} failed too: {gone} (delete it yourself)")
-        return RunnerError(f"{e}; its VM {vm.name} was deleted")
+        gone = _delete(provider, project, zone, vm.name)
+        return RunnerError(f"{e}; its VM {vm.name} was deleted" if gone is None else
+                           f"{e}; and deleting the unlabelled VM {vm.name} failed too: {gone} (delete it yourself)")
     price = gcp_prices.on_demand(region_of(zone), b.request(k).instance_type)
     data = {
         "project": project, "zone": zone, "name": vm.name, "instance_id": str(vm.id or ""), "market": a.market,
@@ -184,3 +187,13 @@ def _own(provider, b: Batch, k: int, vm, project: str, a: Attempt, image: dict, 
         "usd_per_hour": price[0] if price and a.market == "standard" else None, "tried": tried, "swept": swept,
     }
     return Instance(provider.name, vm.name, sid, zone, data)
+
+
+def _delete(provider, project: str, zone: str, name: str) -> RunnerError | None:
+    """Delete a VM this launch named and just created (gone already is fine); the error, if any."""
+    try:
+        provider.delete(project, zone, name)
+    except RunnerError as e:
+        sys.stderr.write(f"runner: could not delete VM {name} in {zone}, which no shard can claim: {e} (delete it yourself)\n")
+        return e
+    return None
