@@ -72,6 +72,9 @@ def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None, progres
                         launcher.relaunch(store, sid, attempt + 1, on_demand=last and spec.retry_on_demand)
                     except RunnerError as e:
                         say(f"{parent}: shard {k} was not relaunched: {e}")
+                    else:  # its new attempt is looked at on the next round, even if it is preempted at once
+                        statuses[k] = jobs.read_status(store, sid)
+                        continue
                     st = jobs.read_status(store, sid)
                 if st.final:
                     final[k] = st
