@@ -29,11 +29,14 @@ NOTE_WIDTH = 60
 
 @dataclass(frozen=True)
 class Phase:
-    """What status.json says the script is doing: a phase and, where known, the pull's bytes."""
+    """What status.json says the script is doing: a phase and, where known, the pull's bytes and rate, the push's."""
 
     name: str = ""
     bytes_done: int | None = None
     bytes_total: int | None = None
+    rate: int | None = None  # the pull's bytes per second (so far while it runs)
+    pushed: int | None = None
+    push_rate: int | None = None
 
 
 def _count(v: object) -> int | None:
@@ -45,7 +48,8 @@ def phase_of(record: object) -> Phase:
     if not isinstance(record, dict):
         return Phase()
     name = record.get("phase")
-    return Phase(name if name in PHASES else "", _count(record.get("bytes_done")), _count(record.get("bytes_total")))
+    return Phase(name if name in PHASES else "", _count(record.get("bytes_done")), _count(record.get("bytes_total")),
+                 _count(record.get("bytes_per_s")), _count(record.get("pushed_bytes")), _count(record.get("pushed_bytes_per_s")))
 
 
 def clean(text: str, width: int = NOTE_WIDTH) -> str:
@@ -92,11 +96,18 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def rate(per_s: int) -> str:
+    """A transfer rate in decimal megabytes per second (kilobytes under 1 MB/s), as the startup log writes it."""
+    mb = per_s / 1e6
+    return f"{mb:.0f} MB/s" if mb >= 10 else f"{mb:.1f} MB/s" if mb >= 1 else f"{per_s / 1e3:.0f} kB/s"
+
+
 def _bytes(p: Phase, verb: str) -> str:
     if p.bytes_done is None and p.bytes_total is None:
         return ""
     done = "?" if p.bytes_done is None else size(p.bytes_done)
-    return f" ({verb}{done}{'' if p.bytes_total is None else ' of ' + size(p.bytes_total)})"
+    at = "" if p.rate is None else f" at {rate(p.rate)}"
+    return f" ({verb}{done}{'' if p.bytes_total is None else ' of ' + size(p.bytes_total)}{at})"
 
 
 def describe(job_id: str, status: jobs.Status, phase: Phase, boot: str, elapsed: float, cost: float | None) -> tuple[tuple[str, str], str]:
@@ -108,6 +119,8 @@ def describe(job_id: str, status: jobs.Status, phase: Phase, boot: str, elapsed:
         detail = _bytes(phase, "")
     elif name == "running":
         detail = _bytes(phase, "pulled ")
+    elif name == "powering off" and phase.pushed is not None and phase.push_rate is not None:
+        detail = f" (pushed {size(phase.pushed)} at {rate(phase.push_rate)})"
     parts = [f"{job_id}: {status.state}", f"{name}{detail}" if name else "", clock(elapsed), "" if cost is None else f"${cost:.4f}"]
     return (status.state, name), " | ".join(p for p in parts if p)
 

@@ -116,6 +116,21 @@ def test_describe_boot_shows_the_clouds_vm_state_or_the_console(tmp_path):
     assert describe(JOB, running, Phase(), "", 1.0, None)[0] == (jobs.RUNNING, "")
 
 
+def test_the_pull_and_push_rates_show_when_status_json_has_them():
+    record = {"phase": "pulling", "bytes_done": 5 << 30, "bytes_total": 20 << 30, "bytes_per_s": 1_760_000_000,
+              "pushed_bytes": None, "pushed_bytes_per_s": None}
+    assert phase_of(record) == Phase("pulling", 5 << 30, 20 << 30, 1_760_000_000)
+    running = jobs.Status(jobs.RUNNING)
+    assert describe(JOB, running, phase_of(record), "", 12.0, None)[1] == f"{JOB}: RUNNING | pulling (5.0 GB of 20.0 GB at 1760 MB/s) | 0:12"
+    record.update(phase="running", bytes_done=20 << 30, bytes_per_s=2_500_000)
+    assert describe(JOB, running, phase_of(record), "", 12.0, None)[1] == f"{JOB}: RUNNING | running (pulled 20.0 GB of 20.0 GB at 2.5 MB/s) | 0:12"
+    record.update(phase="powering off", pushed_bytes=3 << 20, pushed_bytes_per_s=300_000_000)
+    done = jobs.Status(jobs.SUCCEEDED)
+    assert describe(JOB, done, phase_of(record), "", 60.0, None)[1] == f"{JOB}: SUCCEEDED | powering off (pushed 3.0 MB at 300 MB/s) | 1:00"
+    assert describe(JOB, running, Phase("pulling", 1, 2, 999), "", 1.0, None)[1] == f"{JOB}: RUNNING | pulling (1 B of 2 B at 1 kB/s) | 0:01"
+    assert phase_of({"phase": "running", "bytes_per_s": "fast", "pushed_bytes": -1, "pushed_bytes_per_s": True}) == Phase("running")
+
+
 def test_console_tail_reads_the_store_console_as_it_grows(tmp_path):
     store = open_store(f"file://{tmp_path}/store")
     tail = ConsoleTail(store, JOB)
@@ -220,7 +235,7 @@ def test_on_a_terminal_stderr_holds_the_phases_in_order_and_stdout_only_the_log(
     assert out == b"hello\nworld\n"
     assert phases_in(err) == ["pulling", "running", "uploading", "powering off"], err
     assert "\r\x1b[K" in err  # redrawn in place
-    assert re.search(r"running \(pulled 1\.\d KB of 1\.\d KB\)", err) and "$0.0000" in err  # the input and the code
+    assert re.search(r"running \(pulled 1\.\d KB of 1\.\d KB at \d+(\.\d)? [kM]B/s\)", err) and "$0.0000" in err  # the input and the code
     assert len([line for line in err.split("\n") if PHASE_RE.search(line)]) == 1  # every phase drawn over one line
 
 
