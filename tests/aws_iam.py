@@ -81,6 +81,14 @@ def needs(service: str, op: str, params: Mapping, region: str, account: str, job
         ("ec2", "DescribeSecurityGroups"): [("ec2:DescribeSecurityGroups", "*", {})],
         ("ec2", "DescribeSpotPriceHistory"): [("ec2:DescribeSpotPriceHistory", "*", {})],
         ("ec2", "DescribeInstanceTypes"): [("ec2:DescribeInstanceTypes", "*", {})],
+        ("ec2", "DescribeVpcs"): [("ec2:DescribeVpcs", "*", {})],
+        ("ec2", "CreateSecurityGroup"): [  # a cluster's group, tagged at creation
+            ("ec2:CreateSecurityGroup", f"{ec2}:vpc/{params.get('VpcId')}", {}),
+            ("ec2:CreateSecurityGroup", f"{ec2}:security-group/*",
+             {f"aws:RequestTag/{t['Key']}": t["Value"] for s in params.get("TagSpecifications", []) for t in s["Tags"]}),
+            ("ec2:CreateTags", f"{ec2}:security-group/*", {"ec2:CreateAction": "CreateSecurityGroup"})],
+        ("ec2", "AuthorizeSecurityGroupIngress"): [
+            ("ec2:AuthorizeSecurityGroupIngress", f"{ec2}:security-group/{params.get('GroupId')}", {"aws:ResourceTag/runner-network": "runner-cluster"})],
         ("service-quotas", "GetServiceQuota"): [
             ("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:{params.get('ServiceCode')}/{params.get('QuotaCode')}", {})],
         ("ec2", "TerminateInstances"): [("ec2:TerminateInstances", f"{ec2}:instance/{i}", tagged) for i in params.get("InstanceIds", [])],

@@ -122,7 +122,7 @@ def test_doctor_checks_the_setup_and_names_fixes(aws):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["OK"] * 8
-    assert "cluster network  security group runner-cluster: none yet" in r.stdout
+    assert "cluster network  security group runner-cluster" in r.stdout
     assert "permissions      not checked: arn:aws:sts::123456789012:user/moto is not an IAM user or role" in r.stdout  # moto's caller
     assert "arn:aws:sts::123456789012" in r.stdout and f"s3://{aws.bucket}/runner" in r.stdout
     assert aws.ami in r.stdout

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import aws_iam
 import pytest
-from aws_fixtures import instances
+from aws_fixtures import ACCOUNT, REGION, instances
 from conftest import run_cli
 from test_gcp_cli import gcp_cli  # noqa: F401 (the fixture)
+from test_gcp_policies import writable
 
 from runner.cluster import ids
 from runner.errors import SpecError
@@ -64,13 +66,36 @@ def test_the_firewall_rule_goes_from_the_tag_to_the_tag():
     assert "every TCP and UDP port" in gcp_firewall.problems({**good, "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}, TAG)[0]
 
 
+def test_a_node_writes_the_head_record_and_its_joined_record_and_no_launcher_record():
+    vm = aws_iam.load("aws-vm.json", REGION, ACCOUNT, "b")
+    parent, node = "runner/jobs/ray-20240101T000000Z-abcdef", "runner/jobs/ray--n1-20240101T000000Z-abcdef"
+    for key in (f"{parent}/head", f"{node}/joined", f"{node}/status.json"):
+        assert aws_iam.decide(vm, "s3:PutObject", f"arn:aws:s3:::b/{key}") == "allowed", key
+        assert writable(key), key
+    for key in (f"{parent}/ray.sh", f"{parent}/nodes/0", f"{parent}/job.json", f"{node}/startup.sh", "runner/head"):
+        assert aws_iam.decide(vm, "s3:PutObject", f"arn:aws:s3:::b/{key}") == "implicitDeny", key
+        assert not writable(key), key
+    assert not writable(f"{parent}/x/head")  # IAM's * crosses '/': S3 policies cannot say one folder deep, GCS conditions can
+
+
 # ---------------------------------------------------------------- AWS, against moto
 
-def test_aws_cluster_group_and_the_head_and_worker_requests(aws, make_job):
+def test_aws_cluster_group_and_the_head_and_worker_requests(aws, make_job, hook):
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
     d = cluster_job(make_job)
-    r = run_cli("launch", str(d), "--cloud", "aws", "--spot", "--json")
-    assert r.returncode == 0, r.stderr
+    calls: list = []
+    aws_iam.recorder(hook, calls)
+    r = CliRunner().invoke(main, ["launch", str(d), "--cloud", "aws", "--spot", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
+    policy = aws_iam.load("aws-launcher.json", REGION, ACCOUNT, aws.bucket)
+    assert {op for _, op, _ in calls} >= {"CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "RunInstances"}
+    for service, op, params in calls:  # the launcher's policy allows every call of a cluster launch
+        for action, resource, ctx in aws_iam.needs(service, op, params, REGION, ACCOUNT):
+            assert aws_iam.decide(policy, action, resource, ctx) == "allowed", f"{service} {op}: {action} on {resource}"
     parent = out["job_id"]
     [group] = aws.ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [TAG]}])["SecurityGroups"]
     gid = group["GroupId"]
@@ -97,10 +122,15 @@ def test_aws_cluster_group_and_the_head_and_worker_requests(aws, make_job):
     # a rule that lets the world in: the doctor says so, and no cluster launches into it
     aws.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-    doctor = run_cli("doctor", "--cloud", "aws")
-    assert doctor.returncode == 1 and "it admits 0.0.0.0/0 (tcp)" in doctor.stdout
-    r = run_cli("launch", str(d), "--cloud", "aws")
-    assert r.returncode == 2 and f"security group {TAG} ({gid}) is not runner's: it admits 0.0.0.0/0 (tcp)" in r.stderr
+    try:
+        doctor = run_cli("doctor", "--cloud", "aws")
+        assert doctor.returncode == 1 and "it admits 0.0.0.0/0 (tcp)" in doctor.stdout
+        r = run_cli("launch", str(d), "--cloud", "aws")
+        assert r.returncode == 2 and f"security group {TAG} ({gid}) is not runner's: it admits 0.0.0.0/0 (tcp)" in r.stderr
+    finally:  # the moto server lives for the whole session: leave no group behind
+        for i in aws.ec2.describe_instances(Filters=[{"Name": "instance.group-id", "Values": [gid]}])["Reservations"]:
+            aws.ec2.terminate_instances(InstanceIds=[x["InstanceId"] for x in i["Instances"]])
+        aws.ec2.delete_security_group(GroupId=gid)
 
 
 # ---------------------------------------------------------------- GCP, against FakeGoogle

@@ -57,6 +57,12 @@ def launcher_needs(region: str, account: str, bucket: str, prefix: str, vm_role_
         Need("fan-out launch", "ec2:CreateTags", f"{ec2}:instance/i-00000000000000000", {"aws:ResourceTag/runner-fanout": JOB}),
         Need("fan-out launch", "ec2:TerminateInstances", f"{ec2}:instance/i-00000000000000000", {"aws:ResourceTag/runner-fanout": JOB}),
         Need("fan-out quota check", "ec2:DescribeInstanceTypes", "*"),
+        Need("cluster jobs", "ec2:DescribeVpcs", "*"),
+        Need("cluster jobs", "ec2:CreateSecurityGroup", f"{ec2}:vpc/vpc-00000000000000000"),
+        Need("cluster jobs", "ec2:CreateSecurityGroup", f"{ec2}:security-group/*", {"aws:RequestTag/runner-network": "runner-cluster"}),
+        Need("cluster jobs", "ec2:CreateTags", f"{ec2}:security-group/*", {"ec2:CreateAction": "CreateSecurityGroup"}),
+        Need("cluster jobs", "ec2:AuthorizeSecurityGroupIngress", f"{ec2}:security-group/sg-00000000000000000",
+             {"aws:ResourceTag/runner-network": "runner-cluster"}),
         Need("fan-out quota check", "servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{region}:{account}:ec2/L-1216C47A"),
     ]
 
@@ -76,6 +82,8 @@ def vm_needs(region: str, account: str, bucket: str, prefix: str) -> list[Need]:
         Need("fan-out items", "s3:PutObject", f"{obj}/items/part-1.csv/done"),
         Need("fan-out items", "s3:PutObject", f"{obj}/summary.json"),
         Need("fan-out reduce", "s3:PutObject", f"{obj}/reduce/lock"),
+        Need("cluster jobs", "s3:PutObject", f"{obj}/head"),
+        Need("cluster jobs", "s3:PutObject", f"{obj}/joined"),
         Need("aws-ssm: secrets", "ssm:GetParameter", f"arn:aws:ssm:{region}:{account}:parameter/runner/example"),
         Need("aws-ssm: secrets", "kms:Decrypt", f"arn:aws:kms:{region}:{account}:key/example", {"kms:ViaService": f"ssm.{region}.amazonaws.com"}),
     ]
@@ -86,7 +94,7 @@ def vm_forbidden(bucket: str, prefix: str) -> list[Need]:
     obj = f"arn:aws:s3:::{bucket}/{_join(prefix, 'jobs', JOB)}"
     return [Need("the launcher's records", "s3:PutObject", f"{obj}/{name}")
             for name in ("job.json", "user-data", "code.tar.gz", "cancel", "instance.json", "manifest.jsonl", "items.sh",
-                         "items.tsv", "shards/0")]
+                         "items.tsv", "shards/0", "ray.sh", "nodes/0")]
 
 
 def principal_arn(caller_arn: str) -> str | None:

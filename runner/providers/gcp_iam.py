@@ -13,7 +13,8 @@ RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com"
 # instances.insert checks one permission per part of the body it is given (docs: "Create a VM: required roles")
 INSERT = ("compute.instances.create", "compute.disks.create", "compute.images.useReadOnly", "compute.subnetworks.use",
           "compute.instances.setMetadata", "compute.instances.setLabels", "compute.disks.setLabels",
-          "compute.instances.setServiceAccount", "iam.serviceAccounts.actAs")
+          "compute.instances.setServiceAccount", "iam.serviceAccounts.actAs",
+          "compute.instances.setTags")  # a cluster node's network tag
 CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("POST", r"zones/[^/]+/instances", INSERT),
     ("POST", r"zones/[^/]+/instances/bulkInsert", INSERT),  # a fan-out's VMs, a zone at a time
@@ -32,6 +33,8 @@ CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("GET", r"regions/[^/]+/subnetworks/[^/]+", ("compute.subnetworks.get",)),
     ("GET", r"regions/[^/]+/routers", ("compute.routers.list",)),
     ("GET", r"regions/[^/]+", ("compute.regions.get",)),  # a fan-out's check of the regional vCPU quotas
+    ("GET", r"global/firewalls/[^/]+", ("compute.firewalls.get",)),  # a cluster's firewall rule, checked
+    ("POST", r"global/firewalls", ("compute.firewalls.create", "compute.networks.updatePolicy")),  # and made when missing
 )
 EXTERNAL_IP = ("compute.subnetworks.useExternalIp",)  # only when VMs get an external IP
 CALL_RE = re.compile(r"/compute/v1/projects/[^/]+/(?P<rest>.+)\Z")
