@@ -2,8 +2,8 @@
 """Fan-out: the per-item overhead of a shard's item runner, the cost of launching 50 shards, and
 jobs/taxi-fanout beside jobs/taxi, side by side in one run.
 
-Usage: python3 bench/fanout.py [--items 2000] [--before REV] [--shards 50] [--singles 50] [--files 8] [--rows 400000]
-                               [--only overhead,launch,taxi]
+Usage: python3 bench/fanout.py [--items 2000] [--before REV] [--shards 50] [--singles 50] [--launch-before REV]
+                               [--files 8] [--rows 400000] [--only overhead,launch,taxi]
 
 1. Per-item overhead: N tiny items (`echo x > $RUNNER_ITEM_OUTPUT/r`, fetch: false, a manifest) over 2 shards
    in the sandbox (`runner launch --cloud sandbox --vms 2 --wait`), with this tree's items.sh and with REV's
@@ -13,9 +13,11 @@ Usage: python3 bench/fanout.py [--items 2000] [--before REV] [--shards 50] [--si
    fan-outs (each fan-out is compared with the mean of the two xargs runs beside it). Items per second is from the
    first item's result to the last one's (file mtimes: the store's done-markers, xargs' copied results),
    so the launch itself is not in it; the wall time of the whole launch is beside it. Target: >= 0.8x xargs.
-2. Launch cost: one 50-shard fan-out (`runner launch --cloud aws`, a moto server on 127.0.0.1) vs 50
-   launches of an ordinary one-command job, each a fresh CLI process; AWS API calls counted by a botocore
-   hook inside the CLI process, and wall time.
+2. Launch cost: one 50-shard fan-out (`runner launch --cloud aws`, a moto server on 127.0.0.1) with this tree
+   and with REV's launcher (default: the last commit that launched each shard on its own), vs 50 launches of an
+   ordinary one-command job, each a fresh CLI process; AWS API calls counted by a botocore hook inside the CLI
+   process, and wall time. The moto server starts up to MaxCount instances per RunInstances, as EC2 does
+   (tests/moto_capacity.py: moto itself starts MinCount).
 3. jobs/taxi-fanout (2 sandbox shards) vs jobs/taxi on the same synthetic data (jobs/taxi/make_data.py):
    their passenger_counts.csv compared byte for byte, wall times beside.
 """
@@ -38,6 +40,7 @@ import benchlib as bl  # noqa: E402
 
 TARGET = 0.8
 BEFORE = "2212e43"  # items.sh pushed each item's result, log, exit code and done one by one, summary per item
+LAUNCH_BEFORE = "bc31050"  # a fan-out launched each shard with its own RunInstances
 TINY = 'echo x > "$RUNNER_ITEM_OUTPUT/r"'
 # The seeds' way, per key: the same command, then its result copied into a folder (as a shard pushes it).
 XARGS_ITEM = r'''out=$W/out/$1; mkdir -p "$out" && RUNNER_ITEM="$1" RUNNER_ITEM_OUTPUT="$out" bash -c "$CMD" &&
@@ -126,21 +129,29 @@ def overhead(n: int, before: str, tmp: Path) -> None:
     print(f"\nthis tree >= {TARGET}x xargs: {bl.verdict(ok)} ({bl.loadavg()} at the end; other work on this machine moves every number)")
 
 
-def hooked(args: list[str], log: Path, env: dict) -> float:
-    """The real CLI with ARGS in a fresh process, its AWS calls logged to LOG; its wall time."""
+def hooked(args: list[str], log: Path, env: dict, tree: Path = bl.REPO) -> float:
+    """The real CLI of TREE with ARGS in a fresh process, its AWS calls logged to LOG; its wall time."""
     from interrupt import HOOKED
 
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", HOOKED, str(log), *args], cwd=bl.REPO, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run([sys.executable, "-c", HOOKED, str(log), *args], cwd=tree, env={**env, "PYTHONPATH": str(tree)},
+                       capture_output=True, text=True, timeout=600)
     wall = time.monotonic() - t0
     if r.returncode:
         raise SystemExit(f"runner {' '.join(args)} failed ({r.returncode}): {r.stderr[-600:]}")
     return wall
 
 
-def launch_cost(shards: int, singles: int, tmp: Path) -> None:
-    """One fan-out of SHARDS shards vs SINGLES launches of a one-command job, against a moto server."""
+def old_tree(rev: str, where: Path) -> Path:
+    """REV checked out in a temporary worktree, its templates importable as its own runner.templates."""
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(where), rev], cwd=bl.REPO, check=True)
+    (where / "runner" / "templates").symlink_to("../templates")  # else the installed tree's templates are found
+    return where
+
+
+def launch_cost(shards: int, singles: int, before: str, tmp: Path) -> None:
+    """One fan-out of SHARDS shards (this tree's launcher and BEFORE's) vs SINGLES launches of a one-command job, against
+    a moto server."""
     from aws_launch import PROFILE, REGION, setup
 
     print(f"\n## 2. Launch cost on AWS (moto server on 127.0.0.1): one {shards}-shard fan-out vs {singles} single launches\n")
@@ -152,9 +163,11 @@ def launch_cost(shards: int, singles: int, tmp: Path) -> None:
                                                "items": {"manifest": "items.txt", "fetch": False}}))
     (single / "job.yaml").write_text(json.dumps({"name": "single", "command": "true"}))
     port = bl.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    server = subprocess.Popen([sys.executable, str(bl.REPO / "tests" / "moto_capacity.py"), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     saved = dict(os.environ)
+    old = None
+    runs = []
     try:
         bl.wait_port(port, proc=server)
         url = f"http://127.0.0.1:{port}"
@@ -165,21 +178,28 @@ def launch_cost(shards: int, singles: int, tmp: Path) -> None:
             env.pop(var, None)
         os.environ.update(env)  # setup's boto3 clients talk to the server too
         setup(url, tmp / "home")
-        wide_log, single_log = tmp / "wide.log", tmp / "single.log"
-        wide_s = hooked(["launch", str(wide), "--cloud", "aws", "--json"], wide_log, env)
-        single_s = sum(hooked(["launch", str(single), "--cloud", "aws", "--json"], single_log, env) for _ in range(singles))
+        old = old_tree(before, tmp / "before-tree")
+        for label, log, tree, job, n in (
+            (f"1 fan-out, {shards} shards, this tree", tmp / "wide.log", bl.REPO, wide, 1),
+            (f"1 fan-out, {shards} shards, {before}", tmp / "wide-before.log", old, wide, 1),
+            (f"{singles} single launches, this tree", tmp / "single.log", bl.REPO, single, singles),
+        ):
+            wall = sum(hooked(["launch", str(job), "--cloud", "aws", "--json"], log, env, tree) for _ in range(n))
+            runs.append((label, log, wall))
     finally:
         os.environ.clear()
         os.environ.update(saved)
         bl.stop(server)
+        if old is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=bl.REPO, check=False)
     rows = []
-    for label, log, wall in ((f"1 fan-out, {shards} shards", wide_log, wide_s), (f"{singles} single launches", single_log, single_s)):
+    for label, log, wall in runs:
         calls = Counter(line.split()[1] for line in log.read_text().splitlines())
         ec2 = sum(n for name, n in calls.items() if name not in S3_CALLS)
-        rows.append([label, sum(calls.values()), ec2, calls["RunInstances"], f"{wall:.1f}",
+        rows.append([label, sum(calls.values()), ec2, calls["RunInstances"], calls["CreateTags"], f"{wall:.1f}",
                      ", ".join(f"{name} {n}" for name, n in calls.most_common())])
-    print(bl.table(["launch", "AWS calls", "not S3", "RunInstances", "wall s (CLI processes)", "calls by name"], rows,
-                   align="lrrrrl"))
+    print(bl.table(["launch", "AWS calls", "not S3", "RunInstances", "CreateTags", "wall s (CLI processes)", "calls by name"], rows,
+                   align="lrrrrrl"))
 
 
 def taxi(files: int, rows: int, tmp: Path) -> None:
@@ -220,6 +240,7 @@ def main() -> int:
     ap.add_argument("--before", default=BEFORE)
     ap.add_argument("--shards", type=int, default=50)
     ap.add_argument("--singles", type=int, default=50)
+    ap.add_argument("--launch-before", default=LAUNCH_BEFORE)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--rows", type=int, default=400_000)
     ap.add_argument("--only", default="overhead,launch,taxi")
@@ -232,7 +253,7 @@ def main() -> int:
         if "overhead" in parts:
             overhead(a.items, a.before, tmp / "overhead")
         if "launch" in parts:
-            launch_cost(a.shards, a.singles, tmp / "launch")
+            launch_cost(a.shards, a.singles, a.launch_before, tmp / "launch")
         if "taxi" in parts:
             taxi(a.files, a.rows, tmp / "taxi")
     finally:
