@@ -145,6 +145,48 @@ def test_a_batch_bootstrap_is_refused_where_a_vm_cannot_tell_its_shard():
 
 
 
+# ---------------------------------------------------------------- pure parts
+
+def test_a_batch_needs_one_request_per_distinct_shard_and_splits_into_consecutive_runs():
+    from runner.providers.base import LaunchRequest
+    from runner.providers.batch import Batch, runs, span
+
+    def req(k):
+        return LaunchRequest(job_id=ids.shard_id(PARENT, k), user_data="", instance_type="m6i.large", spot=False, disk_gb=8, max_runtime=60)
+
+    b = Batch(PARENT, (0, 1, 2), tuple(req(k) for k in (0, 1, 2)), str)
+    assert b.request(2).job_id == ids.shard_id(PARENT, 2)
+    for numbers, reqs in (((0, 1), (req(0),)), ((0, 0), (req(0), req(0))), ((), ())):
+        with pytest.raises(SpecError, match="one request per distinct shard number"):
+            Batch(PARENT, numbers, reqs, str)
+    assert runs([6, 0, 1, 2, 5]) == [[0, 1, 2], [5, 6]] and runs([3]) == [[3]] and runs([]) == []
+    assert span([4, 2, 9]) == range(2, 10)
+
+
+def test_ec2_launch_indexes_name_the_shards_of_a_call():
+    from runner.providers.aws_batch import placed
+
+    vms = [{"InstanceId": "i-b", "AmiLaunchIndex": 1}, {"InstanceId": "i-a", "AmiLaunchIndex": 0}]
+    assert [(k, i["InstanceId"]) for k, i in placed([7, 8, 9], vms)] == [(7, "i-a"), (8, "i-b")]
+    assert [k for k, _ in placed([7, 8], [{"InstanceId": "i-x"}, {"InstanceId": "i-y"}])] == [7, 8]  # no index: the answer's order
+    clash = [{"InstanceId": "i-a", "AmiLaunchIndex": 0}, {"InstanceId": "i-b", "AmiLaunchIndex": 0}, {"InstanceId": "i-c", "AmiLaunchIndex": 5}]
+    assert placed([7, 8], clash) == []  # two VMs claiming one index, and one past the call's shards: no shard's
+
+
+def test_a_gce_vm_of_a_batch_is_the_shard_its_fanout_metadata_and_label_spell():
+    from runner.providers.gcp_batch import job_of, owned_by
+
+    sid = ids.shard_id(PARENT, 3)
+    meta, labels = {"runner-fanout": PARENT}, {"runner-job": label_value(sid), "runner-fanout": label_value(PARENT)}
+    assert job_of(meta, labels) == sid and owned_by(meta, labels, sid)
+    assert not owned_by(meta, labels, ids.shard_id(PARENT, 4))
+    other = "fan-20240101T000000Z-ffffff"  # another fan-out's metadata: the label spells no shard of it
+    assert job_of({"runner-fanout": other}, labels) == label_value(sid) and not owned_by({"runner-fanout": other}, labels, sid)
+    assert job_of({"runner-fanout": "not an id"}, labels) == label_value(sid)
+    assert job_of({"runner-job": sid}, labels) == sid and job_of({}, labels) == label_value(sid) and job_of({}, {}) == ""
+    assert owned_by({}, labels, sid) and not owned_by({"runner-job": "x"}, labels, sid)  # a single job's VM: as before
+
+
 # ---------------------------------------------------------------- AWS, against moto
 
 def five_shards(make_job, **extra):
