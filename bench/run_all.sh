@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
 failed=()
-for b in cli_latency sandbox_overhead log_shipping hostile_input transfer aws_launch interrupt fanout gcp_imports local_vm disks; do
+for b in cli_latency sandbox_overhead log_shipping hostile_input transfer aws_launch interrupt fanout cluster gcp_imports local_vm disks; do
   echo
   echo "<!-- bench/$b.py -->"
   start=$(date +%s)
