@@ -17,8 +17,10 @@ def note(line: str) -> None:
     click.echo(line, err=True)
 
 
-def launch(p: cluster.ClusterPlan, wait: bool, as_json: bool, cancel_on_interrupt: bool | None, follow: bool = False) -> None:
-    """Launch the nodes; with `wait`, wait (printing the head's log with `follow`) and exit with the job's code."""
+def launch(p: cluster.ClusterPlan, wait: bool, as_json: bool, cancel_on_interrupt: bool | None, follow: bool = False,
+           quiet: bool = False) -> None:
+    """Launch the nodes; with `wait`, wait (printing the head's log with `follow`; how many nodes run on stderr unless
+    `quiet`) and exit with the job's code."""
     launched = cluster.launch_cluster(p)
     nodes = [{"k": x.k, "role": x.role, "job_id": x.job_id, "instance": x.vm or None, **({"error": x.error} if x.error else {})}
              for x in launched]
@@ -39,7 +41,7 @@ def launch(p: cluster.ClusterPlan, wait: bool, as_json: bool, cancel_on_interrup
     follower = Follower(p.store, head, sys.stdout.buffer) if follow and not as_json else None
     cancel = interrupts.should_cancel(cancel_on_interrupt, p.spec.cancel_on_interrupt, os.environ)
     with interrupts.guard(p.store, p.job_id, cancel, as_json):
-        status = wait_cluster(p.store, p.job_id, note=note, follower=follower)
+        status = wait_cluster(p.store, p.job_id, note=note, follower=follower, progress=not quiet)
     if as_json:
         click.echo(json.dumps({"job_id": p.job_id, **status.__dict__, "nodes": nodes}))
     else:

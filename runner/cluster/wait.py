@@ -44,11 +44,13 @@ def settle(store: Store, parent: str, check_vm: bool = True) -> jobs.Status:
     return jobs.write_status(store, parent, st) if st.final else st
 
 
-def wait_cluster(store: Store, parent: str, poll: float = 0.5, note=None, follower=None, relaunch: bool = True) -> jobs.Status:
+def wait_cluster(store: Store, parent: str, poll: float = 0.5, note=None, follower=None, relaunch: bool = True,
+                 progress: bool = True) -> jobs.Status:
     """Wait until the head ends, relaunching a preempted node within the job's retries (a worker only while the head
     runs); then give the workers time to leave, cancel any left, and return the parent's written state.
 
-    With `follower` (runner.logs.Follower of the head), the head's log is printed as it grows.
+    With `follower` (runner.logs.Follower of the head), the head's log is printed as it grows; with `progress`, each
+    change of how many nodes run is a line for `note`.
     """
     note = note or (lambda line: sys.stderr.write(line + "\n"))
     record, spec = cluster.read_parent(store, parent)
@@ -77,7 +79,7 @@ def wait_cluster(store: Store, parent: str, poll: float = 0.5, note=None, follow
             st = stored
         elif st.final:
             st = jobs.write_status(store, parent, st)
-        elif st.reason != said:
+        elif st.reason != said and progress:
             note(f"{parent}: {st.state}: {st.reason}")
             said = st.reason
         if st.final:

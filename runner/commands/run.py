@@ -56,7 +56,7 @@ def launch(job_dir, wait, follow, dry_run, as_json, cancel_on_interrupt, quiet, 
     if isinstance(p, ClusterPlan):  # a Ray cluster: its nodes are ordinary jobs
         from runner.cluster import command
 
-        command.launch(p, wait or follow, as_json, cancel_on_interrupt, follow=follow)
+        command.launch(p, wait or follow, as_json, cancel_on_interrupt, follow=follow, quiet=quiet)
         return
     if not isinstance(p, launcher.Plan):  # a fan-out: its shards are ordinary jobs
         _launch_fanout(p, wait or follow, as_json, cancel_on_interrupt, follow=follow and not as_json, quiet=quiet)
