@@ -101,6 +101,7 @@ def test_sigint_while_launch_waits_leaves_the_job_running_and_names_the_cancel_c
     err = tmp_path / "launch.err"
     p = start(["launch", str(d), "--cloud", "sandbox", "--wait"], err, quiet_env())
     job_id = running_job(runner_home)
+    wait_for(lambda: processes_with(marker))  # the job's command runs
     p.send_signal(signal.SIGINT)
     text = assert_clean_exit(p, err, job_id)
     assert f"{job_id} is still running. Cancel it with: runner cancel {job_id}" in text
