@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from script_harness import POWEROFF, SHUTDOWN, FileJob, code_tar
+from script_harness import POWEROFF, SHUTDOWN, VM, FileJob, code_tar
 
 from runner.render import render_startup
 from runner.spec import validate
@@ -208,6 +208,13 @@ def run_scratch(tmp_path: Path, listing: dict, mdadm: bool = True, mkfs_rc: int 
     return job, root, calls
 
 
+def tools(calls: str) -> list[str]:
+    """The device tools called after the listing (lsblk and findmnt run side by side, in either order, first)."""
+    names = [c.split()[0] for c in calls.splitlines()]
+    assert sorted(names[:2]) == ["findmnt", "lsblk"], names
+    return names[2:]
+
+
 def where(job: FileJob) -> list[str]:
     return (job.dir / "outputs" / "where.txt").read_text().splitlines()
 
@@ -217,6 +224,7 @@ def test_two_drives_are_striped_formatted_and_mounted_and_the_job_works_there(tm
     log = job.log("startup.log").decode()
     assert job.status()["state"] == "SUCCEEDED", log
     mnt, md = f"{root}/scratch", "/dev/md/runner-scratch"
+    assert tools(calls) == ["mdadm", "udevadm", "mkfs.ext4", "mount"]
     assert [c for c in calls.splitlines() if not c.startswith(("lsblk", "findmnt", "udevadm"))] == [
         f"mdadm --create {md} --level=0 --raid-devices=2 --run /dev/runner-test-a /dev/runner-test-b",
         f"mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard -L runner-scratch {md}",
@@ -248,7 +256,7 @@ def test_a_failed_mkfs_leaves_the_job_on_the_root_disk(tmp_path):
     job, root, calls = run_scratch(tmp_path, DRIVES, mkfs_rc=1)
     log = job.log("startup.log").decode()
     assert job.status()["state"] == "SUCCEEDED", log
-    assert [c.split()[0] for c in calls.splitlines()] == ["lsblk", "findmnt", "mdadm", "udevadm", "mkfs.ext4"]  # no mount
+    assert tools(calls) == ["mdadm", "udevadm", "mkfs.ext4"]  # no mount
     assert "scratch: mkfs.ext4 failed on /dev/md/runner-scratch: the work dir stays on the root disk" in log
     assert where(job) == [f"{root}/work", str(root), f"{root}/work", f"{root}/checkpoint", "the input"]
 
@@ -258,6 +266,17 @@ def test_no_drive_the_root_disk_as_before(tmp_path):
     job, root, calls = run_scratch(tmp_path, listing)
     log = job.log("startup.log").decode()
     assert job.status()["state"] == "SUCCEEDED", log
-    assert [c.split()[0] for c in calls.splitlines()] == ["lsblk", "findmnt"]
+    assert tools(calls) == []
     assert re.search(rf"scratch: no instance storage found \(in {TIME}\): the work dir stays on the root disk", log), log
     assert where(job)[:2] == [f"{root}/work", str(root)]
+
+
+def test_the_sandbox_job_sees_its_own_folder_as_scratch(tmp_path):
+    job = FileJob(tmp_path / "store", JOB)
+    job.put(f"jobs/{JOB}/code.tar.gz", code_tar({"run.sh": "true\n"}))
+    job.put("data/in.txt", b"the input\n")
+    spec = {"name": "scratch", "command": JOB_COMMAND, "inputs": {"data/in.txt": "data/in.txt"}, "outputs": {"where.txt": None}}
+    vm = VM(tmp_path / "vm", job.uri, JOB).start(spec)
+    vm.wait()
+    assert where(job) == [f"{vm.root}/work", str(vm.root), f"{vm.root}/work", f"{vm.root}/checkpoint", "the input"]
+    assert "scratch:" not in job.log("startup.log").decode()
