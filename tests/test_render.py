@@ -144,3 +144,13 @@ def test_bootstrap_without_a_script_powers_off_after_its_tries(tmp_path):
     r, calls = _run_bootstrap(tmp_path, f"file://{tmp_path / 'store'}")
     assert calls.read_text().splitlines() == ["shutdown -P +40", *(f"sleep {w}" for w in (1, 2, 4, 8, 16, 0)), "poweroff "]
     assert f"could not fetch file://{tmp_path}/store/jobs/{JOB_ID}/startup.sh" in r.stdout
+
+
+@pytest.mark.parametrize("cloud", ["sandbox", "local", "gcp"])
+def test_shellcheck_on_every_cloud(tmp_path, cloud):
+    """The scratch step is rendered for aws, gcp and local only: each variant passes shellcheck (aws: the goldens above)."""
+    script = tmp_path / "user-data"
+    script.write_text(render_startup(validate(SPECS["taxi"], "test"), JOB_ID, STORES["gs"][0], cloud))
+    result = subprocess.run(["shellcheck", "--severity=info", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert ("scratch_plan" in script.read_text()) == (cloud != "sandbox")
