@@ -23,6 +23,14 @@ class Clock:
         self.now += s
 
 
+@pytest.fixture(autouse=True)
+def no_buckets_left():
+    """Each test starts and leaves the process without buckets (one made on a test's clock would stay frozen)."""
+    throttle.reset()
+    yield
+    throttle.reset()
+
+
 def test_a_full_bucket_lets_a_burst_through_then_paces_at_its_rate():
     c = Clock()
     b = throttle.TokenBucket(5, 2, c, c.sleep)
