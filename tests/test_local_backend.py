@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,43 @@ def test_a_vms_drives_are_attached_and_deleted_with_its_overlay(fake_image, make
         assert f"-drive 'file={vm}/nvme{k}.raw,if=none,format=raw,id=scratch{k}' -device nvme,serial=runner-scratch-{k},drive=scratch{k}" in run_sh
     assert f"rm -f '{vm}/disk.qcow2' '{vm}/nvme0.raw' '{vm}/nvme1.raw'" in run_sh
     assert not list(vm.glob("nvme*.raw")) and not (vm / "disk.qcow2").exists()
+
+
+def test_a_local_cluster_too_big_for_the_host_is_refused_before_anything_starts(fake_image, make_job, runner_home):
+    d = make_job({"name": "ray", "command": "python3 -c 'import ray'", "nodes": 64})
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-1x2")
+    assert r.returncode == 2 and "nodes: 64 local VMs of 2 GiB each need 128 GiB" in r.stderr, r.stderr
+    assert not (runner_home / "store" / "jobs").exists() and not (runner_home / "local" / "net").exists()
+
+
+def test_each_node_of_a_local_cluster_gets_the_jobs_link_and_its_address(fake_image, make_job, runner_home):
+    """QEMU fails at once here (a bad accel property), after the plan is on disk: each node's NIC, seed and hub."""
+    from runner.cluster import ids
+    from runner.providers import local_net
+
+    d = make_job({"name": "ray", "command": "python3 -c 'import ray'", "nodes": 2})
+    r = run_cli("launch", str(d), "--cloud", "local", "--type", "local-1x1", "--wait", "--json", "-q", timeout=180,
+                env={"RUNNER_LOCAL_ACCEL": "tcg,no-such-prop=1"})
+    job = json.loads(r.stdout.strip().splitlines()[-1])
+    assert job["state"] == "LOST", r.stderr
+    record = json.loads((runner_home / "store" / "jobs" / job["job_id"] / "job.json").read_text())
+    network = record["cluster"]["network"]
+    prefix = network.split("private network ", 1)[1].split(".0/24", 1)[0]
+    assert local_net.PREFIX_RE.match(prefix) and "between the job's VMs alone" in network
+    sockets = set()
+    for k in (0, 1):
+        vm = runner_home / "local" / ids.node_id(job["job_id"], k)
+        run_sh = (vm / "run.sh").read_text()
+        assert "-nic none" in run_sh and run_sh.count("-netdev") == 1
+        netdev = run_sh.split("-netdev ", 1)[1].split(" -device", 1)[0].strip("'")
+        local = netdev.split("local.path=", 1)[1].split(",", 1)[0]
+        sockets.add(Path(local).parent)
+        assert Path(local).name == f"vm{k}.sock" and netdev.endswith(f"remote.path={Path(local).parent}/hub.sock")
+        assert "virtio-net-pci,netdev=cluster,mac=52:54:" in run_sh
+        assert f'addresses: ["{prefix}.{k + 2}/24"]' in (vm / "network-config").read_text()
+    assert len(sockets) == 1  # one link for the job's two nodes
+    parent_net = runner_home / "local" / "net" / f"{job['job_id']}.json"
+    deadline = time.monotonic() + 30  # both VMs are gone: the hub ends, with the reservation and the sockets
+    while parent_net.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not parent_net.exists() and not next(iter(sockets)).exists()

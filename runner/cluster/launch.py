@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -74,22 +75,36 @@ def plan_cluster(spec: JobSpec, job_dir: Path, cloud: str, store: Store, job_id:
         limit = cost.runtime_for(spec.max_cost, usd_per_hour * spec.nodes, cloud, spec.instance_type or "the default type")
         if limit and limit < spec.max_runtime:
             spec = spec.model_copy(update={"max_runtime": limit})
-    render_ray_node(job_id, ids.node_id(job_id, 0), get_provider(cloud).store_for_vm(store.uri()), spec.command, cloud)  # bad settings: refused here
+    node_net = ""
+    if cloud == "local":  # every node is a VM on this host: their memory together must fit it
+        from runner.providers import local, local_net
+
+        host_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30
+        local_net.check_cluster(spec.nodes, local.parse_type(spec.instance_type or local.LocalProvider.default_instance_type).gib, host_gib)
+        node_net = next(local_net.candidates(job_id))  # the subnet the launch reserves may differ; only the script's checks here
+    render_ray_node(job_id, ids.node_id(job_id, 0), get_provider(cloud).store_for_vm(store.uri()), spec.command, cloud,
+                    node_net=node_net)  # bad settings: refused here
     return ClusterPlan(spec, job_dir, job_id, cloud, store, planning.nodes(job_id, spec.nodes, spec.spot), usd_per_hour)
 
 
-def prepare_network(cloud: str) -> str:
-    """The cloud's rule that lets the nodes reach each other and nothing else, created when missing; what it is."""
+def prepare_network(cloud: str, job_id: str = "") -> tuple[str, str]:
+    """The cloud's rule that lets the nodes reach each other and nothing else, created when missing; what it is,
+    and the local VMs' subnet (10.X.Y, reserved for this job on this host; empty elsewhere)."""
     provider = get_provider(cloud)
+    if cloud == "local":
+        from runner.providers import local_net
+
+        net = local_net.reserve(job_id)
+        return f"a private network {net.prefix}.0/24 between the job's VMs alone (unix sockets and a hub on this host)", net.prefix
     if cloud == "aws":
         from runner.providers import aws_network
 
-        return aws_network.ensure(provider, NETWORK)
+        return aws_network.ensure(provider, NETWORK), ""
     if cloud == "gcp":
         from runner.providers import gcp_firewall
 
-        return gcp_firewall.ensure(provider, NETWORK)
-    return "the nodes share this host (127.0.0.x)"
+        return gcp_firewall.ensure(provider, NETWORK), ""
+    return "the nodes share this host (127.0.0.x)", ""
 
 
 def _record(p: ClusterPlan, network: str) -> dict:
@@ -118,13 +133,13 @@ def launch_cluster(p: ClusterPlan) -> list[Launched]:
     the job before any worker starts, a worker that does not start is FAILED and the rest go on."""
     store = p.store
     input_check.check(p.spec, store.uri(), p.job_dir, p.cloud)
-    network = prepare_network(p.cloud)
+    network, node_net = prepare_network(p.cloud, p.job_id)
     vm_store = get_provider(p.cloud).store_for_vm(store.uri())
     with packing.packed(p.job_dir) as code:  # packed once: every node's code.tar.gz is the same bytes
         if code.skipped:
             sys.stderr.write(f"runner: not shipped from {p.job_dir}: {', '.join(code.skipped)}\n")
         jobs.write_json(store, p.job_id, "job.json", _record(p, network))
-        script = render_ray_node(p.job_id, p.nodes[0].job_id, vm_store, p.spec.command, p.cloud)
+        script = render_ray_node(p.job_id, p.nodes[0].job_id, vm_store, p.spec.command, p.cloud, node_net=node_net)
         store.put_bytes(jobs.job_key(p.job_id, "ray.sh"), script.encode())
         jobs.write_status(store, p.job_id, jobs.Status(jobs.PROVISIONING, reason=f"0 of {len(p.nodes)} nodes running"))
         out = []

@@ -12,7 +12,7 @@ from runner.spec import JobSpec, validate
 
 HEAD, WORKER = "head", "worker"
 RAY_SH = ".runner/ray.sh"  # where every node finds the node script (pulled as an input)
-NETWORKED = ("sandbox", "aws", "gcp")  # backends whose VMs reach each other
+NETWORKED = ("sandbox", "local", "aws", "gcp")  # backends whose VMs reach each other (local: a private network per job)
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def nodes(parent: str, n: int, spot: bool) -> list[Node]:
 def check_cloud(cloud: str, n: int) -> None:
     """A SpecError for a backend whose VMs cannot reach each other."""
     if cloud not in NETWORKED:
-        raise SpecError(f"nodes: {n} needs a network between the job's VMs, and {cloud} VMs have none (they run with -nic none): "
-                        f"use --cloud sandbox (nodes on this host), aws or gcp")
+        raise SpecError(f"nodes: {n} needs a network between the job's VMs, and the {cloud} backend has none: "
+                        f"use --cloud sandbox (nodes on this host), local (VMs on this host), aws or gcp")
 
 
 def node_spec(spec: JobSpec, parent: str, node: Node) -> JobSpec:

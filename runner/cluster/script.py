@@ -29,12 +29,14 @@ def timings(environ=os.environ) -> dict[str, int]:
     return out
 
 
-def render_ray_node(parent_id: str, head_id: str, store: str, command: str, cloud: str, environ=os.environ) -> str:
-    """ray.sh for the cluster job `parent_id`; `store` is the store as the VM sees it."""
+def render_ray_node(parent_id: str, head_id: str, store: str, command: str, cloud: str, environ=os.environ, node_net: str = "") -> str:
+    """ray.sh for the cluster job `parent_id`; `store` is the store as the VM sees it; `node_net` the local VMs' 10.X.Y."""
     if not command.strip():
         raise SpecError(f"cluster job {parent_id} has no command to run on its head")
     loopback = cloud == "sandbox"
+    if (cloud == "local") != bool(node_net):
+        raise SpecError(f"cluster job {parent_id}: a node subnet ({node_net!r}) is for local VMs only, and they need one")
     return _env.get_template("ray_node.sh.j2").render(
         parent_id=parent_id, parent_uri=job_uri(store, parent_id), head_uri=job_uri(store, head_id), command=command,
-        loopback=1 if loopback else 0, gcs_port=0 if loopback else GCS_PORT, **timings(environ),
+        loopback=1 if loopback else 0, gcs_port=0 if loopback else GCS_PORT, node_net=node_net, **timings(environ),
     )

@@ -1,7 +1,8 @@
 """The local backend: a real VM under QEMU, booted from the image `make image` bakes.
 
-The VM gets the rendered startup script as NoCloud user-data, no network at all (-nic none),
-and a virtiofs share (tag runner-store, mounted by the image at /mnt/runner-store) that shows it
+The VM gets the rendered startup script as NoCloud user-data, no network at all (-nic none; a cluster
+node has one more NIC, on its job's private network alone: local_net.py), and a virtiofs share (tag
+runner-store, mounted by the image at /mnt/runner-store) that shows it
 its own job's folder read-write and its inputs read-only, nothing else of the store. Its serial
 console is written into the job's logs in the store. The job ends when the guest powers off and
 QEMU exits; a QEMU that fails says why in the job's LOST reason and console log.
@@ -23,7 +24,7 @@ from typing import NamedTuple
 
 from runner import config, images
 from runner.errors import NotOwnedError, RunnerError, SpecError
-from runner.providers import local_doctor, local_share, proc
+from runner.providers import local_doctor, local_net, local_share, proc
 from runner.providers.base import Instance, InstanceState, LaunchRequest
 from runner.store import split_uri
 
@@ -134,7 +135,13 @@ class LocalProvider:
         (d / "user-data").write_text(req.user_data)
         (d / "meta-data").write_text(f"instance-id: {req.job_id}\nlocal-hostname: {req.job_id[:63]}\n")
         (d / "tags.json").write_text(json.dumps(dict(req.tags)))
-        _run(["cloud-localds", str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")])
+        node, nic = _cluster_node(req), []
+        if node:  # a cluster node: a second NIC on the job's private network, its address in the seed
+            net = local_net.lookup(node[0])
+            (d / "network-config").write_text(local_net.network_config(net, node[1]))
+            nic = local_net.qemu_args(net, node[1])
+        seed = [f"--network-config={d / 'network-config'}"] if node else []
+        _run(["cloud-localds", *seed, str(d / "seed.iso"), str(d / "user-data"), str(d / "meta-data")])
         _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(d / "disk.qcow2"), f"{req.disk_gb}G"])
         drives = nvme_drives(d, nvme)
         if drives:
@@ -147,7 +154,7 @@ class LocalProvider:
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.cmdline,
             "-drive", f"file={_q(d / 'disk.qcow2')},if=virtio,format=qcow2",
             "-drive", f"file={_q(d / 'seed.iso')},if=virtio,format=raw,readonly=on",
-            *nvme_args(drives),
+            *nvme_args(drives), *nic,
             "-chardev", f"socket,id=vfs,path={_q(sockets / 'vfsd.sock')}",
             "-device", "vhost-user-fs-pci,chardev=vfs,tag=runner-store",
             "-chardev", f"file,id=con,path={_q(console)}", "-serial", "chardev:con",
@@ -162,7 +169,10 @@ class LocalProvider:
             disks=shlex.join(str(p) for p in (d / "disk.qcow2", *drives)), sockets=q(str(sockets)), qemu_log=q(str(d / "qemu.log")),
             share_log=q(str(d / "share.log")), failure=q(str(d / "failure")), console=q(str(console)),
         ))
-        data = {"dir": str(d), "sockets": str(sockets), **proc.spawn(["bash", str(d / "run.sh")], d, dict(os.environ), d / "host.log")}
+        def start() -> dict:
+            return proc.spawn(["bash", str(d / "run.sh")], d, dict(os.environ), d / "host.log")
+
+        data = {"dir": str(d), "sockets": str(sockets), **(local_net.attach(*node, start) if node else start())}
         (d / "instance.json").write_text(json.dumps(data))
         return Instance(cloud=self.name, id=f"qemu-{data['pid']}", job_id=req.job_id, zone="localhost", data=data)
 
@@ -223,6 +233,13 @@ class LocalProvider:
     def doctor(self) -> list[tuple[bool, str, str]]:
         """Tools, image, and whether KVM works on this host (a probe boot)."""
         return local_doctor.run()
+
+
+def _cluster_node(req: LaunchRequest) -> tuple[str, int] | None:
+    """(parent, k) when the request is for node k of a cluster job (it carries the cluster's network tag)."""
+    from runner.cluster.ids import parent_of
+
+    return parent_of(req.job_id) if req.network_tag else None
 
 
 def _run(argv: list[str]) -> None:

@@ -50,7 +50,38 @@ def plan(store: Path, job_id: str, mounts: Iterable[str]) -> list[Bind]:
     own = root / "jobs" / job_id
     if not own.is_dir() or own.is_symlink():
         raise SpecError(f"the job's folder {own} is not a folder: launch it again")
-    return [*binds, Bind(own, f"jobs/{job_id}", writable=True), *_parent_binds(root, job_id)]
+    return [*_cluster_binds(root, job_id), *binds, Bind(own, f"jobs/{job_id}", writable=True), *_parent_binds(root, job_id)]
+
+
+# A cluster's records in its folder that no node may replace (the head writes `head` and outputs/ beside them).
+CLUSTER_RECORDS = ("job.json", "ray.sh", "status.json", "nodes")
+
+
+def _cluster_binds(root: Path, job_id: str) -> list[Bind]:
+    """A cluster node's view of its job's folder: the head writes in it (its address, the outputs) but not over the
+    launcher's records; a worker reads it and the head's folder (the head's address and status)."""
+    from runner.cluster.ids import node_id, parent_of
+
+    found = parent_of(job_id)
+    if not found:
+        return []
+    parent_id, k = found
+    parent = root / "jobs" / parent_id
+    if not parent.is_dir() or parent.is_symlink():
+        raise SpecError(f"the cluster job's folder {parent} is not a folder: launch it again")
+    if k:
+        head = root / "jobs" / node_id(parent_id, 0)
+        return [Bind(parent.resolve(), f"jobs/{parent_id}"), *([Bind(head.resolve(), head.relative_to(root).as_posix())]
+                                                                if head.is_dir() and not head.is_symlink() else [])]
+    (parent / "outputs").mkdir(exist_ok=True)
+    binds = [Bind(parent.resolve(), f"jobs/{parent_id}", writable=True)]
+    for name in CLUSTER_RECORDS:
+        path = parent / name
+        if path.is_symlink():
+            raise SpecError(f"{path} is a link: a cluster job's records are plain files; launch it again")
+        if path.exists():
+            binds.append(Bind(path, f"jobs/{parent_id}/{name}"))
+    return binds
 
 
 # What a fan-out shard writes in its parent's folder: item results, the reduce, the reduce's outputs.
