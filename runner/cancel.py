@@ -13,7 +13,7 @@ import json
 import socket
 from dataclasses import dataclass, field
 
-from runner import jobs
+from runner import children, jobs
 from runner.errors import NotOwnedError, RunnerError
 from runner.providers import PROVIDERS, get_provider
 
@@ -56,15 +56,8 @@ def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Resul
     st = jobs.read_status(store, job_id)
     if st.final:
         return Result(st.state, [f"{job_id} already ended: {st.state} (it had already finished); nothing changed"])
-    from runner.fanout import launch as fanout
-
-    if fanout.is_parent(store, job_id):
-        return _cancel_fanout(store, job_id, st, wait, reason)
-    from runner.cluster import launch as cluster
-    from runner.cluster.stop import cancel_cluster
-
-    if cluster.cluster_of(store, job_id) is not None:
-        return cancel_cluster(store, job_id, st, wait, reason)
+    if (kind := children.parent_kind(store, job_id)) is not None:  # a fan-out's shards, a cluster's nodes (workers first)
+        return Result(*children.cancel_children(store, job_id, st, kind, reason, lambda child: cancel(store, child, wait, reason).lines))
     marker = {"requested_at": jobs.utcnow(), "by": f"{getpass.getuser()}@{socket.gethostname()}"}
     store.put_bytes(jobs.job_key(job_id, "cancel"), json.dumps(marker).encode())
     result = Result(jobs.CANCELLED)
@@ -84,21 +77,3 @@ def cancel(store, job_id: str, wait: bool = True, reason: str = REASON) -> Resul
         result.lines.append(f"{job_id} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
     return result
 
-
-def _cancel_fanout(store, job_id: str, st: jobs.Status, wait: bool, reason: str) -> Result:
-    """A fan-out job: every shard cancelled as a job of its own, then the job itself CANCELLED (conditionally)."""
-    from runner.fanout import ids
-    from runner.fanout.launch import shard_numbers
-
-    result = Result(jobs.CANCELLED)
-    for k in shard_numbers(store, job_id):
-        try:
-            result.lines += cancel(store, ids.shard_id(job_id, k), wait, reason).lines
-        except RunnerError as e:
-            result.lines.append(f"{job_id}: shard {k} could not be cancelled: {e}")
-    wanted = jobs.Status(jobs.CANCELLED, exit_code=130, reason=reason, started_at=st.started_at, ended_at=jobs.utcnow())
-    now = jobs.write_status(store, job_id, wanted)
-    result.state = now.state
-    result.lines.append(f"{job_id}: {now.state}" if now.state == jobs.CANCELLED else
-                        f"{job_id} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
-    return result

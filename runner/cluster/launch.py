@@ -10,16 +10,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import input_check, jobs
+from runner import children, input_check, jobs
 from runner import launch as launcher
 from runner import pack as packing
 from runner.cluster import ids
 from runner.cluster import plan as planning
 from runner.cluster.script import render_ray_node
-from runner.errors import NotFoundError, RunnerError, SpecError
+from runner.errors import NotFoundError, RunnerError
 from runner.providers import get_provider
 from runner.render import output_uris
-from runner.spec import JobSpec, validate
+from runner.spec import JobSpec
 from runner.store import Store
 
 NETWORK = ids.NETWORK
@@ -168,12 +168,7 @@ def _launch_node(p: ClusterPlan, node: planning.Node, code: Path) -> Launched:
 
 def cluster_of(store: Store, job_id: str) -> dict | None:
     """The job's `cluster` record from job.json when it is a cluster job, else None."""
-    try:
-        record = jobs.read_json(store, job_id, "job.json")
-    except (NotFoundError, jobs.RecordError):
-        return None
-    found = record.get("cluster")
-    return found if isinstance(found, dict) else None
+    return children.record_of(store, job_id, ids.KIND)
 
 
 def node_count(cluster: dict) -> int:
@@ -184,13 +179,8 @@ def node_count(cluster: dict) -> int:
 
 def read_parent(store: Store, parent: str) -> tuple[dict, JobSpec]:
     """A cluster parent's job.json and its spec, re-validated; SpecError if it is not a cluster job."""
-    record = jobs.read_json(store, parent, "job.json")
-    if not isinstance(record.get("cluster"), dict) or not node_count(record["cluster"]):
-        raise SpecError(f"{parent} is not a cluster job (its job.json has no cluster with 2-64 nodes)")
-    spec_data = record.get("spec")
-    if not isinstance(spec_data, dict):
-        raise SpecError(f"job.json of {parent} holds no spec (a {type(spec_data).__name__})")
-    return record, validate(spec_data, f"job.json of {parent}")
+    refusal = f"{parent} is not a cluster job (its job.json has no cluster with 2-64 nodes)"
+    return children.read_parent(store, parent, ids.KIND, lambda cluster: bool(node_count(cluster)), refusal)
 
 
 def attempt_of(store: Store, job_id: str) -> int:

@@ -1,10 +1,10 @@
-"""Stopping a cluster's nodes: on `runner cancel` of the job, and the workers left once the head has ended."""
+"""Stopping a cluster's workers left once the head has ended (`runner cancel` of the job goes through runner.children)."""
 
 from __future__ import annotations
 
 import time
 
-from runner import jobs
+from runner import children
 from runner.cluster import ids
 from runner.errors import RunnerError
 from runner.store import Store
@@ -14,31 +14,7 @@ HEAD_ENDED = "the cluster's head ended"
 
 def node_numbers(store: Store, parent: str) -> list[int]:
     """The parent's nodes, by number, from its `nodes/<k>` keys (anything else there is ignored)."""
-    prefix = jobs.job_key(parent, "nodes") + "/"
-    found = set()
-    for key in store.list(prefix):
-        leaf = key[len(prefix):]
-        if leaf.isascii() and leaf.isdigit() and len(leaf) <= 2 and int(leaf) < ids.MAX_NODES:
-            found.add(int(leaf))
-    return sorted(found)
-
-
-def cancel_cluster(store: Store, parent: str, st: jobs.Status, wait: bool, reason: str):
-    """Every node cancelled as a job of its own (the workers first), then the job itself CANCELLED (conditionally)."""
-    from runner import cancel
-
-    result = cancel.Result(jobs.CANCELLED)
-    for k in sorted(node_numbers(store, parent), reverse=True):
-        try:
-            result.lines += cancel.cancel(store, ids.node_id(parent, k), wait, reason).lines
-        except RunnerError as e:
-            result.lines.append(f"{parent}: node {k} could not be cancelled: {e}")
-    wanted = jobs.Status(jobs.CANCELLED, exit_code=130, reason=reason, started_at=st.started_at, ended_at=jobs.utcnow())
-    now = jobs.write_status(store, parent, wanted)
-    result.state = now.state
-    result.lines.append(f"{parent}: {now.state}" if now.state == jobs.CANCELLED else
-                        f"{parent} already ended: {now.state} (it had already finished, while being cancelled); it stays {now.state}")
-    return result
+    return children.numbers(store, parent, ids.KIND)
 
 
 def end_workers(store: Store, parent: str, grace: float, poll: float = 0.5, note=None) -> None:

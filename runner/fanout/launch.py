@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from runner import input_check, jobs
+from runner import children, input_check, jobs
 from runner import launch as launcher
 from runner import pack as packing
 from runner.errors import NotFoundError, RunnerError, SpecError
@@ -249,32 +249,13 @@ def _did_not_start(store: Store, shard: Shard, e: Exception) -> None:
 
 def shard_numbers(store: Store, parent: str) -> list[int]:
     """The parent's shards, by number, from its `shards/<k>` keys (anything else there is ignored)."""
-    prefix = jobs.job_key(parent, "shards") + "/"
-    found = set()
-    for key in store.list(prefix):
-        leaf = key[len(prefix):]
-        if leaf.isascii() and leaf.isdigit() and len(leaf) <= 6:
-            found.add(int(leaf))
-    return sorted(found)
+    return children.numbers(store, parent, ids.KIND)
 
 
 def read_parent(store: Store, parent: str) -> tuple[dict, JobSpec]:
     """A parent's job.json and its spec, re-validated; SpecError if it is not a fan-out job."""
-    record = jobs.read_json(store, parent, "job.json")
-    if not isinstance(record.get("fanout"), dict):
-        raise SpecError(f"{parent} is not a fan-out job (its job.json has no fanout); see `runner status {parent}`")
-    spec_data = record.get("spec")
-    if not isinstance(spec_data, dict):
-        raise SpecError(f"job.json of {parent} holds no spec (a {type(spec_data).__name__})")
-    return record, validate(spec_data, f"job.json of {parent}")
-
-
-def is_parent(store: Store, job_id: str) -> bool:
-    """Whether job_id is a fan-out parent (its job.json says so); a missing or bad record is not."""
-    try:
-        return isinstance(jobs.read_json(store, job_id, "job.json").get("fanout"), dict)
-    except (NotFoundError, jobs.RecordError):
-        return False
+    refusal = f"{parent} is not a fan-out job (its job.json has no fanout); see `runner status {parent}`"
+    return children.read_parent(store, parent, ids.KIND, lambda fan: True, refusal)
 
 
 def read_reduce(store: Store, parent: str) -> jobs.Status | None:
