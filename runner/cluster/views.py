@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runner import cost, jobs
+from runner import children, cost, jobs
 from runner.cluster import ids
 from runner.cluster import launch as cluster
 from runner.cluster.head import HEAD_LIMIT, parse_head
@@ -58,16 +58,6 @@ class ClusterView:
                 "cost_usd": self.cost(), "node_states": [x.to_json() for x in self.nodes]}
 
 
-def _rate(store: Store, node_id: str, found) -> float | None:
-    rate = found.data.get("usd_per_hour") if found else None
-    if rate is None:  # the price planned with, as for a single job
-        try:
-            rate = jobs.read_json(store, node_id, "job.json").get("usd_per_hour")
-        except (NotFoundError, jobs.RecordError):
-            rate = None
-    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
-
-
 def _joined(store: Store, node_id: str) -> str:
     try:
         raw = store.get_bytes(jobs.job_key(node_id, "joined"), 0, 64)
@@ -97,7 +87,7 @@ def read_cluster(store: Store, parent: str, check_vm: bool = True) -> ClusterVie
         nid = ids.node_id(parent, k)
         found, why = jobs.read_instance(store, nid)
         st = statuses[k] if k in launched or statuses[k].state != jobs.PENDING else jobs.Status(jobs.PENDING, reason="not launched")
-        rate = _rate(store, nid, found)
+        rate = children.rate(store, nid, found)
         view.nodes.append(NodeView(k, "head" if k == 0 else "worker", nid, st, f"{found.cloud} {found.id}" if found else why.removeprefix("no VM known: "),
                                    attempts[k], _joined(store, nid), rate, cost.so_far(rate, st.started_at, st.ended_at)))
     return view

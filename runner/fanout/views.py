@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from runner import cost, jobs, watch
+from runner import children, cost, jobs, watch
 from runner.errors import NotFoundError, RunnerError, SpecError
 from runner.fanout import ids, state
 from runner.fanout.items import SAFE_RE as NAME_RE
@@ -31,12 +31,7 @@ def check_name(name: str) -> str:
 
 def fanout_of(store: Store, job_id: str) -> dict | None:
     """The job's `fanout` record from job.json when it is a fan-out parent, else None."""
-    try:
-        record = jobs.read_json(store, job_id, "job.json")
-    except (NotFoundError, jobs.RecordError):
-        return None
-    fan = record.get("fanout")
-    return fan if isinstance(fan, dict) else None
+    return children.record_of(store, job_id, ids.KIND)
 
 
 def _count(v: object) -> int:
@@ -127,13 +122,7 @@ def read_shard(store: Store, parent: str, k: int, check_vm: bool = True) -> Shar
     shard.zone = found.zone if found else ""
     attempt = inst.get("attempt", inst.get("relaunching", 1))
     shard.attempts = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and 1 <= attempt <= 9999 else 1
-    rate = found.data.get("usd_per_hour") if found else None
-    if rate is None:  # the price planned with, as for a single job
-        try:
-            rate = jobs.read_json(store, shard_id, "job.json").get("usd_per_hour")
-        except (NotFoundError, jobs.RecordError):
-            rate = None
-    shard.usd_per_hour = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
+    shard.usd_per_hour = children.rate(store, shard_id, found)
     shard.cost_usd = cost.so_far(shard.usd_per_hour, status.started_at, status.ended_at)
     return shard
 
