@@ -6,7 +6,7 @@ import re
 import string
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from runner import aws_prices, jobs
@@ -84,3 +84,23 @@ def test_an_accepted_env_or_secret_name_is_a_shell_name_and_nothing_else(name):
             continue
         (accepted,) = getattr(spec, field)
         assert SHELL_NAME.fullmatch(accepted), repr(accepted)
+
+
+CHILD_TEXT = st.text(alphabet="abnsz019-TZ\n/.", max_size=40)
+TS_RAND = "20261201T101500Z-3fa9c2"
+
+
+@settings(max_examples=500, deadline=None)
+@example(prefix="taxi", suffix="", letter="n", k="63")
+@example(prefix="a-b", suffix="", letter="s", k="999999")
+@example(prefix="taxi", suffix="\n", letter="n", k="1")
+@example(prefix="taxi", suffix="", letter="n", k="064")
+@given(prefix=CHILD_TEXT, suffix=CHILD_TEXT, letter=st.sampled_from("sn"), k=st.text(alphabet="0123456789٣", min_size=0, max_size=8))
+def test_a_child_id_is_accepted_only_in_the_one_form_it_is_written_in(prefix, suffix, letter, k):
+    from runner import children
+
+    for hostile in (f"{prefix}--{letter}{k}-{TS_RAND}{suffix}", f"{prefix}{letter}{k}{suffix}"):
+        found = children.parent_of(hostile)
+        if found is not None:  # parsing is exact: the id rebuilt from what was read is the very string
+            assert children.child_id(found.parent, found.kind, found.k) == hostile and jobs.check_job_id(hostile) == hostile
+            assert "\n" not in hostile and "/" not in hostile and 0 <= found.k < found.kind.bound
