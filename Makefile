@@ -19,8 +19,10 @@ host:  ## the Debian packages for images and the local VM (skipped when present)
 install:  ## the package, its test tools and the taxi job's libraries
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-test: host install  ## every test, the real local VM included (builds the image once if missing)
-	$(PYTHON) -m pytest
+test: host install  ## every test, the real local VM included; the image (built once per recipe) builds beside the other tests
+	@mkdir -p "$${RUNNER_HOME:-$$HOME/.runner}"
+	@{ $(MAKE) --no-print-directory image CLOUD=local > "$${RUNNER_HOME:-$$HOME/.runner}/image-build.log" 2>&1 & }; \
+	$(PYTHON) -m pytest -n 3 --dist loadgroup; rc=$$?; wait; exit $$rc
 
 test-cluster-vm: host install  ## the slow tests: jobs/taxi-ray over 2 local VMs on their private network (minutes under TCG)
 	$(PYTHON) -m pytest -m slow

@@ -20,6 +20,10 @@ export CHECKPOINT_DISABLE=1
 local_image() {
   local images=(env "PYTHONPATH=$(dirname "$IMAGES")${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m runner.images)
   local digest
+  # One build at a time: a second caller (make test's early build, then the VM tests' own) waits, then finds it done.
+  mkdir -p "$(dirname "$MANIFEST")"
+  exec 9> "$(dirname "$MANIFEST")/.local-build.lock"
+  flock 9
   digest=$("${images[@]}" digest "$IMAGES")
   if [ "${FORCE:-0}" != 1 ] && "${images[@]}" check "$digest"; then return 0; fi
   "$IMAGES/local/build.sh" "$@"

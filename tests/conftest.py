@@ -13,6 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """Under xdist (`make test` runs `-n 3 --dist loadgroup`) the tests that boot real VMs run one after another on
+    one worker: two TCG guests at once would starve each other and the rest of the suite."""
+    for item in items:
+        if item.get_closest_marker("vm"):
+            item.add_marker(pytest.mark.xdist_group("vm"))
+
+
 @pytest.fixture(autouse=True)
 def runner_home(tmp_path, monkeypatch):
     """All local state (store, sandboxes) in a fresh folder; no cloud settings leak in."""

@@ -73,6 +73,12 @@ def test_two_nodes_see_each_other_and_a_killed_worker_leaves_the_job_to_the_rest
         while not (marks / "ready").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         worker = next(p for p in store.iterdir() if "--n1-" in p.name).name
+
+        def shipped() -> bytes:  # the worker's log as far as the store has it (the kill below gives it no last push)
+            return b"".join(p.read_bytes() for p in sorted((store / worker / "logs").glob("*/job.log.*")))
+
+        while b"joined the cluster at" not in shipped() and time.monotonic() < deadline:
+            time.sleep(0.2)
         pid = json.loads((sandbox_dir(runner_home, worker) / "instance.json").read_text())["pid"]
         os.killpg(pid, signal.SIGKILL)  # the whole machine at once: no final status, no goodbye
         (marks / "killed").touch()
