@@ -269,3 +269,22 @@ def test_status_and_outputs_of_a_parent_in_an_s3_store(s3, tmp_path):
     got = sorted(p.relative_to(tmp_path / "dest").as_posix() for p in (tmp_path / "dest").rglob("*") if p.is_file())
     assert got == sorted([f"items/{n}/counts.csv" for n in NAMES[:4]] + ["passenger_counts.csv"])
     assert run_cli("logs", PARENT, "--item", NAMES[4], env=env).stdout == f"log of {NAMES[4]}\n"
+
+
+def _shard(k: int, wave: int, launched: str, ended: str, failed: int) -> views.Shard:
+    status = jobs.Status(jobs.FAILED if failed else jobs.SUCCEEDED, started_at=launched, ended_at=ended)
+    summary = views.Summary(total=2, done=2 - failed, failed=failed)
+    return views.Shard(k, f"fan--s{k}-20260101T000000Z-abcdef", status, summary, launched_at=launched, wave=wave)
+
+
+def test_the_last_wave_is_the_newest_launch_even_within_one_second():
+    t = "2026-01-01T00:00:08Z"
+    # one launch whose shard 0 ended in the second its records were written: still one wave
+    one = [_shard(0, 0, t, t, failed=1), _shard(1, 0, t, t, failed=0)]
+    assert views.last_wave(one) == one and views.item_counts(4, one).failed == 1
+    # a `runner retry` (shards 2-3, wave 2) in that same second: only its shards count
+    again = [*one, _shard(2, 2, t, t, failed=0), _shard(3, 2, t, t, failed=0)]
+    assert [s.k for s in views.last_wave(again)] == [2, 3] and views.item_counts(4, again).failed == 0
+    # records without a wave (older launches): the times decide
+    old = [_shard(0, -1, t, t, failed=1), _shard(1, -1, "2026-01-01T00:00:09Z", t, failed=0)]
+    assert [s.k for s in views.last_wave(old)] == [1]

@@ -210,7 +210,7 @@ def launch_shards(p: FanoutPlan, slices: list[list[Item]], first: int, code: Pat
         else:
             _did_not_start(store, shard, got)
     for shard in shards:
-        record = {"shard_id": shard.job_id, "items": shard.items, "launched_at": jobs.utcnow()}
+        record = {"shard_id": shard.job_id, "items": shard.items, "launched_at": jobs.utcnow(), "wave": first}  # wave: this launch
         store.put_bytes(jobs.job_key(p.job_id, "shards", str(shard.k)), json.dumps(record).encode())
     return shards
 

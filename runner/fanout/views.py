@@ -79,6 +79,7 @@ class Shard:
     usd_per_hour: float | None = None
     cost_usd: float | None = None
     launched_at: str = ""
+    wave: int = -1  # the first shard number of the launch that started it (launch, then each `runner retry`); -1: unknown
 
     def to_json(self) -> dict:
         return {"k": self.k, "shard_id": self.shard_id, "state": self.status.state, "exit_code": self.status.exit_code,
@@ -112,7 +113,10 @@ def read_shard(store: Store, parent: str, k: int, check_vm: bool = True) -> Shar
     status = _status(store, shard_id, check_vm)
     record = _shard_record(store, parent, k)
     launched = record.get("launched_at")
-    shard = Shard(k, shard_id, status, Summary.read(store, shard_id), launched_at=launched if isinstance(launched, str) else "")
+    wave = record.get("wave")
+    wave = wave if isinstance(wave, int) and not isinstance(wave, bool) and 0 <= wave <= k else -1  # untrusted
+    shard = Shard(k, shard_id, status, Summary.read(store, shard_id), launched_at=launched if isinstance(launched, str) else "",
+                  wave=wave)
     try:
         inst = jobs.read_json(store, shard_id, "instance.json")
     except (NotFoundError, jobs.RecordError):
@@ -128,10 +132,14 @@ def read_shard(store: Store, parent: str, k: int, check_vm: bool = True) -> Shar
 
 
 def last_wave(shards: list[Shard]) -> list[Shard]:
-    """The shards of the newest launch: those from the last one launched after every shard before it had ended.
+    """The shards of the newest launch: those its shard records name as such (their `wave`), else (older records)
+    those from the last one launched after every shard before it had ended.
 
     `runner retry` relaunches every item not done, so an item that failed in an earlier wave is done since, or in this one.
     """
+    if shards and all(s.wave >= 0 for s in shards):
+        newest = max(s.wave for s in shards)
+        return [s for s in shards if s.wave == newest]
     start = 0
     for i, s in enumerate(shards):
         before = shards[:i]
