@@ -343,7 +343,7 @@ finish() {
   trap - EXIT
   trap '' TERM INT
   [ -n "$WATCHER" ] && kill "$WATCHER" 2>/dev/null
-  [ -n "$PROG" ] && { kill "$PROG"; wait "$PROG"; } 2>/dev/null  # its status write under way ends first
+  [ -n "$PROG" ] && { : > "$TMP/pulled"; wait "$PROG"; } 2>/dev/null  # told by a file: its status write under way ends first
   if [ -n "$PUSHER" ]; then  # let a push under way finish (a minute at most): the pushes below must not race it
     kill "$PUSHER" 2>/dev/null
     { sleep 60; kill -KILL "$PUSHER"; } > /dev/null 2>&1 & guard=$!
@@ -410,14 +410,14 @@ pids=() what=()
 pull 0 "$JOB_URI/code.tar.gz" "$TMP/code.tar.gz" & pids+=($!); what+=("code $JOB_URI/code.tar.gz")
 pull 1 gs://my-bucket/runner/data/nyc-taxi/ "$WORK"/data/ & pids+=($!); what+=('input gs://my-bucket/runner/data/nyc-taxi/')
 pull 2 's3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet' "$WORK"/data/jan.parquet & pids+=($!); what+=('input s3://nyc-tlc/trip data/yellow_tripdata_2024-01.parquet')
-{ trap 'exit 0' TERM; while sleep "$LOG_EVERY" & wait $!; do pulled; write_status RUNNING; done; } & PROG=$!
+{ last=$SECONDS; until [ -e "$TMP/pulled" ]; do sleep 0.2; if (( SECONDS - last >= LOG_EVERY )) && [ ! -e "$TMP/pulled" ]; then last=$SECONDS; pulled; write_status RUNNING; fi; done; } & PROG=$!
 for n in "${!pids[@]}"; do
   if ! wait "${pids[$n]}"; then
     cat "$TMP/pull-$n.log" >> "$LOGS/startup.log"
     fail "could not fetch ${what[$n]}: $(tail -n 1 "$TMP/pull-$n.log")"
   fi
 done
-kill "$PROG"; wait "$PROG"; PROG=""  # a status write under way ends first
+: > "$TMP/pulled"; wait "$PROG"; PROG=""  # a status write under way ends first
 pulled
 say "pulled code and 2 input(s): $(moved "$GOT" "$PULL_T0")"
 tar -xzf "$TMP/code.tar.gz" -C "$WORK" || fail "could not unpack the job's code"
