@@ -177,23 +177,28 @@ def write_json(store: Store, job_id: str, name: str, data: dict) -> None:
 
 def read_instance(store: Store, job_id: str) -> tuple[Instance | None, str]:
     """The job's VM from instance.json, or None and why no VM is known."""
+    return read_instance_record(store, job_id)[1:]
+
+
+def read_instance_record(store: Store, job_id: str) -> tuple[dict, Instance | None, str]:
+    """instance.json as read ({} when missing or bad) and, as read_instance says, the job's VM or why none is known."""
     try:
         record = read_json(store, job_id, "instance.json")
     except NotFoundError:
-        return None, "no VM known: no instance.json yet"
+        return {}, None, "no VM known: no instance.json yet"
     except RecordError as e:
-        return None, f"no VM known: {e}"
+        return {}, None, f"no VM known: {e}"
     if "relaunching" in record and "id" not in record:
-        return None, "no VM known: a relaunch is starting one"
+        return record, None, "no VM known: a relaunch is starting one"
     if not isinstance(record.get("id"), str) or not record["id"]:
-        return None, "no VM known: instance.json names no VM"
+        return record, None, "no VM known: instance.json names no VM"
     if record.get("cloud") not in PROVIDERS:
-        return None, f"no VM known: instance.json names an unknown cloud {_short(record.get('cloud'))}"
+        return record, None, f"no VM known: instance.json names an unknown cloud {_short(record.get('cloud'))}"
     if record.get("job_id") != job_id:
-        return None, f"no VM known: instance.json is for another job ({_short(record.get('job_id'))})"
+        return record, None, f"no VM known: instance.json is for another job ({_short(record.get('job_id'))})"
     zone, data = record.get("zone", ""), record.get("data", {})
-    return Instance(record["cloud"], record["id"], job_id, zone if isinstance(zone, str) else "",
-                    data if isinstance(data, dict) else {}), ""
+    return record, Instance(record["cloud"], record["id"], job_id, zone if isinstance(zone, str) else "",
+                            data if isinstance(data, dict) else {}), ""
 
 
 def list_jobs(store: Store, limit: int | None = None) -> list[str]:

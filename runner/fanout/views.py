@@ -117,11 +117,7 @@ def read_shard(store: Store, parent: str, k: int, check_vm: bool = True) -> Shar
     wave = wave if isinstance(wave, int) and not isinstance(wave, bool) and 0 <= wave <= k else -1  # untrusted
     shard = Shard(k, shard_id, status, Summary.read(store, shard_id), launched_at=launched if isinstance(launched, str) else "",
                   wave=wave)
-    try:
-        inst = jobs.read_json(store, shard_id, "instance.json")
-    except (NotFoundError, jobs.RecordError):
-        inst = {}
-    found, why = jobs.read_instance(store, shard_id)
+    inst, found, why = jobs.read_instance_record(store, shard_id)  # instance.json, read once
     shard.vm = f"{found.cloud} {found.id}" if found else why.removeprefix("no VM known: ")
     shard.zone = found.zone if found else ""
     attempt = inst.get("attempt", inst.get("relaunching", 1))
