@@ -7,6 +7,9 @@ import json
 import os
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -18,7 +21,7 @@ from runner.errors import NotFoundError, RunnerError, SpecError
 from runner.fanout import ids, slicing, state
 from runner.fanout import items as listing
 from runner.fanout.items import Item
-from runner.providers import get_provider
+from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance
 from runner.providers.batch import Batch
 from runner.render import output_uris
@@ -314,12 +317,6 @@ def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None, progres
     return wait.wait_fanout(store, parent, poll, note, progress, follow, relaunch)
 
 
-def _clouds():
-    from runner.providers import PROVIDERS
-
-    return PROVIDERS
-
-
 @dataclass
 class Retry:
     """What `runner retry` did: the shards it launched over the missing items (or for the reduce alone)."""
@@ -334,7 +331,7 @@ def retry(store: Store, parent: str, vms: int | None = None) -> Retry:
     missing but the reduce failed or never ran, one shard with no items that runs it."""
     record, spec = read_parent(store, parent)
     cloud = record.get("cloud")
-    if cloud not in _clouds():
+    if cloud not in PROVIDERS:
         raise SpecError(f"job.json of {parent} names an unknown cloud {str(cloud)[:40]!r}; not retried")
     from runner import watch
 
@@ -365,21 +362,14 @@ def retry(store: Store, parent: str, vms: int | None = None) -> Retry:
     current = jobs.read_status(store, parent)
     jobs.write_status(store, parent, jobs.Status(jobs.PROVISIONING, reason=f"retry: {why}", started_at=current.started_at),
                       replacing=current.state if current.final else None)
-    code = Path(jobs.job_key(parent, "code.tar.gz"))
-    with _local_copy(store, str(code)) as path:
+    with _local_copy(store, jobs.job_key(parent, "code.tar.gz")) as path:
         return Retry(launch_shards(p, parts, first, path), len(todo), why)
 
 
-def _local_copy(store: Store, key: str):
+@contextmanager
+def _local_copy(store: Store, key: str) -> Iterator[Path]:
     """The parent's code.tar.gz as a local temp file (each new shard gets the same bytes)."""
-    import tempfile
-    from contextlib import contextmanager
-
-    @contextmanager
-    def copy():
-        with tempfile.TemporaryDirectory(prefix="runner-code-") as d:
-            path = Path(d) / "code.tar.gz"
-            store.download(key, path)
-            yield path
-
-    return copy()
+    with tempfile.TemporaryDirectory(prefix="runner-code-") as d:
+        path = Path(d) / "code.tar.gz"
+        store.download(key, path)
+        yield path

@@ -189,9 +189,7 @@ def _retries_left(store: Store, parent: str, shards: list[Shard]) -> list[int]:
 
 def shard_numbers(store: Store, parent: str) -> list[int]:
     """The shards' numbers, from the keys below shards/ (one listing)."""
-    from runner.fanout import launch
-
-    return launch.shard_numbers(store, parent)
+    return children.numbers(store, parent, ids.KIND)
 
 
 def read_parent(store: Store, parent: str, fan: dict, check_vm: bool = True) -> Parent:
