@@ -18,7 +18,7 @@ from runner import aws_prices, throttle
 from runner.errors import CapacityError, NotFoundError, QuotaError, RunnerError
 from runner.providers.aws import TIME_FORMAT, Attempt, call, run_instances_request
 from runner.providers.base import Instance
-from runner.providers.batch import Batch, Result, runs
+from runner.providers.batch import Batch, Result, runs, tried, unplaced
 from runner.settings import AwsSettings
 
 FANOUT_TAG = "runner-fanout"
@@ -133,14 +133,7 @@ def _launch_run(provider, b: Batch, run: list[int], cfg, ec2, image, attempts: l
             short.code = f"placed {len(done)} of {len(left)}"  # type: ignore[attr-defined]
             failed.append((a, short))
         left = [k for k in left if k not in done]
-    if left:
-        tried = "; ".join(f"{f}: {getattr(e, 'code', '')}" for f, e in failed) or "no attempt"
-        hint = "allow on-demand with --spot-fallback, or " if req.spot and not fallback else ""
-        kind = QuotaError if failed and all(isinstance(e, QuotaError) for _, e in failed) else CapacityError
-        for k in left:
-            out[k] = kind(f"could not start a {req.instance_type} in {cfg.region} for shard {k}: tried {tried}; {hint}"
-                          "try another type or region, or fewer VMs (--vms)", scope=cfg.region)
-    return out
+    return {**out, **unplaced(left, failed, req, fallback, f" in {cfg.region}", "type or region", cfg.region)}
 
 
 def _own(provider, b: Batch, k: int, i: Mapping, a: Attempt, cfg, image, failed) -> Result:
@@ -167,7 +160,7 @@ def _own(provider, b: Batch, k: int, i: Mapping, a: Attempt, cfg, image, failed)
     launched = i.get("LaunchTime") if isinstance(i.get("LaunchTime"), datetime) else datetime.now(timezone.utc)
     data = {
         "region": cfg.region, "market": a.market, "image": image["ImageId"], "instance_type": b.request(k).instance_type,
-        "subnet": i.get("SubnetId", ""), "usd_per_hour": price, "tried": [f"{f}: {getattr(e, 'code', '')}" for f, e in failed],
+        "subnet": i.get("SubnetId", ""), "usd_per_hour": price, "tried": tried(failed),
         "launched_at": launched.astimezone(timezone.utc).strftime(TIME_FORMAT), "fanout": b.parent,
         "launch_index": i.get("AmiLaunchIndex", 0),
     }

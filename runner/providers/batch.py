@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from runner.errors import SpecError
+from runner.errors import CapacityError, QuotaError, SpecError
 from runner.providers.base import Instance, LaunchRequest
 
 
@@ -49,3 +49,19 @@ def runs(numbers: Sequence[int]) -> list[list[int]]:
 def span(numbers: Sequence[int]) -> range:
     """The smallest range holding every number."""
     return range(min(numbers), max(numbers) + 1)
+
+
+def tried(failed: Iterable[tuple[object, Exception]]) -> list[str]:
+    """Each failed zone attempt as `<attempt>: <its error's code>`."""
+    return [f"{f}: {getattr(e, 'code', '')}" for f, e in failed]
+
+
+def unplaced(left: Sequence[int], failed: list[tuple[object, Exception]], req: LaunchRequest, fallback: bool, where: str,
+             instead: str, scope: str) -> dict[int, Result]:
+    """Why each shard still `left` after every zone attempt has no VM: QuotaError when only quotas refused, else
+    CapacityError; `where` follows the instance type ("" or " in <region>"), `instead` what else to try."""
+    done = "; ".join(tried(failed)) or "no attempt"
+    hint = "allow on-demand with --spot-fallback, or " if req.spot and not fallback else ""
+    kind = QuotaError if failed and all(isinstance(e, QuotaError) for _, e in failed) else CapacityError
+    return {k: kind(f"could not start a {req.instance_type}{where} for shard {k}: tried {done}; {hint}try another {instead}, "
+                    "or fewer VMs (--vms)", scope=scope) for k in left}

@@ -20,7 +20,7 @@ from runner.errors import CapacityError, QuotaError, RunnerError, SpecError
 from runner.fanout import ids
 from runner.providers import gcp_prices
 from runner.providers.base import Instance
-from runner.providers.batch import Batch, Result, span
+from runner.providers.batch import Batch, Result, span, tried, unplaced
 from runner.providers.gcp_api import call
 from runner.providers.gcp_build import LABEL, Attempt, GcpSettings, instance_body, instance_name, label_value, region_of
 
@@ -139,20 +139,14 @@ def launch_batch(provider, b: Batch) -> dict[int, Result]:
                 _delete(provider, project, a.zone, instance_name(b.request(k).job_id))
             return {**out, **{k: RunnerError(f"{e}; the VMs this bulkInsert may have created were deleted") for k in left}}
         for k, vm in made.items():
-            out[k] = _own(provider, b, k, vm, project, a, image, [f"{f}: {getattr(e, 'code', '')}" for f, e in failed], swept)
+            out[k] = _own(provider, b, k, vm, project, a, image, tried(failed), swept)
         if len(made) < len(left):
             short = CapacityError(f"{what}: GCE created {len(made)} of {len(left)}", scope=a.zone)
             short.code = f"created {len(made)} of {len(left)}"  # type: ignore[attr-defined]
             short.detail = ""  # type: ignore[attr-defined]
             failed.append((a, short))
         left = [k for k in left if k not in made]
-    tried = "; ".join(f"{f}: {getattr(e, 'code', '')}" for f, e in failed) or "no attempt"
-    hint = "allow on-demand with --spot-fallback, or " if req.spot and not fallback else ""
-    kind = QuotaError if failed and all(isinstance(e, QuotaError) for _, e in failed) else CapacityError
-    for k in left:
-        out[k] = kind(f"could not start a {req.instance_type} for shard {k}: tried {tried}; {hint}try another type, zone or "
-                      "region, or fewer VMs (--vms)", scope=region_of(attempts[0].zone))
-    return out
+    return {**out, **unplaced(left, failed, req, fallback, "", "type, zone or region", region_of(attempts[0].zone))}
 
 
 def _created(provider, b: Batch, shards: list[int], project: str, zone: str) -> dict[int, object]:
