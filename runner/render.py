@@ -1,4 +1,4 @@
-"""The only place that touches Jinja: renders the startup script with every value shell-quoted."""
+"""The one Jinja environment, every value shell-quoted: the bootstrap, the startup script, items.sh (and runner.cluster.script's node script)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,13 @@ def job_uri(store: str, job_id: str) -> str:
 
 def output_uris(spec: JobSpec, store: str, job_id: str) -> dict[str, str]:
     """Each output path -> where it is uploaded (default: the job's outputs/ folder)."""
+    return outputs_at(spec.outputs, store, job_id)
+
+
+def outputs_at(outputs: Mapping[str, str | None], store: str, job_id: str) -> dict[str, str]:
+    """Each path of `outputs` (path -> URI, or None for the job's outputs/ folder) -> where it is uploaded."""
     default = join(job_uri(store, job_id), "outputs")
-    return {path: resolve(uri, store) if uri else join(default, path) for path, uri in spec.outputs.items()}
+    return {path: resolve(uri, store) if uri else join(default, path) for path, uri in outputs.items()}
 
 
 def render_startup(
@@ -133,8 +138,7 @@ def render_items(
         raise SpecError(f"per_vm {per_vm!r} is not a number of items at once: use a whole number, 0 for one per vCPU")
     if not command.strip():
         raise SpecError(f"fan-out job {parent_id} has no command to run per item")
-    default = join(job_uri(store, parent_id), "outputs")
-    outputs = [{"path": p, "uri": resolve(u, store) if u else join(default, p)} for p, u in (reduce_outputs or {}).items()]
+    outputs = [{"path": p, "uri": u} for p, u in outputs_at(reduce_outputs or {}, store, parent_id).items()]
     return _env.get_template("items.sh.j2").render(
         parent_id=parent_id,
         parent_uri=job_uri(store, parent_id),

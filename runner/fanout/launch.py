@@ -24,7 +24,7 @@ from runner.fanout.items import Item
 from runner.providers import PROVIDERS, get_provider
 from runner.providers.base import Instance
 from runner.providers.batch import Batch
-from runner.render import output_uris
+from runner.render import outputs_at
 from runner.spec import JobSpec, validate
 from runner.store import Store
 
@@ -138,7 +138,7 @@ def plan_fanout(spec: JobSpec, job_dir: Path, cloud: str, store: Store, job_id: 
 def _record(p: FanoutPlan, request) -> dict:
     spec = p.spec
     reduce = getattr(spec, "reduce", None)
-    outputs = output_uris(spec.model_copy(update={"outputs": reduce.outputs}), p.store.uri(), p.job_id) if reduce else {}
+    outputs = outputs_at(reduce.outputs, p.store.uri(), p.job_id) if reduce else {}
     return {
         "job_id": p.job_id, "cloud": p.cloud, "spec": spec.model_dump(), "job_dir": str(p.job_dir),
         "instance_type": request.instance_type, "spot": request.spot, "created_at": jobs.utcnow(),
