@@ -56,9 +56,13 @@ def _vpc(provider, ec2, cfg) -> str:
 
 def find(provider, ec2, cfg, name: str) -> dict | None:
     """The group named `name` in the nodes' VPC, described; None when there is none."""
+    return _in_vpc(ec2, _vpc(provider, ec2, cfg), name)
+
+
+def _in_vpc(ec2, vpc: str, name: str) -> dict | None:
+    """The group named `name` in `vpc`, described; None when there is none."""
     from runner.providers.aws_errors import call
 
-    vpc = _vpc(provider, ec2, cfg)
     filters = [{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
     found = call("EC2 DescribeSecurityGroups", ec2.describe_security_groups, Filters=filters)["SecurityGroups"]
     return found[0] if found else None
@@ -66,7 +70,11 @@ def find(provider, ec2, cfg, name: str) -> dict | None:
 
 def check(provider, ec2, cfg, name: str) -> str:
     """`runner doctor`'s verdict on the group (read-only): what it is, or RunnerError with what is wrong."""
-    group = find(provider, ec2, cfg, name)
+    return _verdict(name, find(provider, ec2, cfg, name))
+
+
+def _verdict(name: str, group: dict | None) -> str:
+    """What the described group is (or that there is none yet); SpecError naming what it admits besides its members."""
     if group is None:
         return f"security group {name}: none yet (the first cluster job creates it: members reach each other, nothing else)"
     wrong = problems(group)
@@ -82,12 +90,13 @@ def ensure(provider, name: str, region: str | None = None) -> str:
 
     cfg = provider.load_settings()
     ec2 = provider.client("ec2", region or cfg.region)
-    group = find(provider, ec2, cfg, name)
+    vpc = _vpc(provider, ec2, cfg)  # looked up once: the group is found, or created, in it
+    group = _in_vpc(ec2, vpc, name)
     if group is None:
-        gid = call(f"EC2 CreateSecurityGroup {name}", ec2.create_security_group, **group_request(name, _vpc(provider, ec2, cfg)))["GroupId"]
+        gid = call(f"EC2 CreateSecurityGroup {name}", ec2.create_security_group, **group_request(name, vpc))["GroupId"]
         call(f"EC2 AuthorizeSecurityGroupIngress {gid}", ec2.authorize_security_group_ingress, **ingress_request(gid))
         return f"security group {name} ({gid}, created): members reach each other, nothing else"
-    return check(provider, ec2, cfg, name)
+    return _verdict(name, group)
 
 
 def group_id(provider, ec2, cfg, name: str) -> str:
