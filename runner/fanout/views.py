@@ -22,9 +22,14 @@ FAILED_ITEMS_SHOWN = 100  # a summary names at most this many failed items
 MAX_TRIES = 11  # 1 + the most items.retries allows
 
 
+def _safe(name: object) -> bool:
+    """Whether `name` is an item's safe name (it may become a key below the job's items/ folder)."""
+    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and name not in (".", "..")
+
+
 def check_name(name: str) -> str:
     """An item's safe name, or SpecError: it becomes a key below the job's items/ folder."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
+    if not _safe(name):
         raise SpecError(f"{name!r} is not an item name: names use only A-Z a-z 0-9 . _ - (see `runner status ID --items`)")
     return name
 
@@ -58,7 +63,7 @@ class Summary:
         named = data.get("failed_items")
         failed = {}
         for name, code in (named.items() if isinstance(named, dict) else ()):
-            if len(failed) < FAILED_ITEMS_SHOWN and isinstance(name, str) and NAME_RE.fullmatch(name) and name not in (".", ".."):
+            if len(failed) < FAILED_ITEMS_SHOWN and _safe(name):
                 failed[name] = code if isinstance(code, int) and not isinstance(code, bool) else None
         updated = data.get("updated_at")
         return cls(_count(data.get("total")), _count(data.get("done")), _count(data.get("failed")), failed,

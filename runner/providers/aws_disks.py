@@ -131,6 +131,7 @@ def default_mibps(instance_type: str) -> tuple[int, str]:
         return DEFAULT_MAX_MIBPS, f"{instance_type}'s EBS baseline is {base:.0f} MiB/s; a default stops at {DEFAULT_MAX_MIBPS}"
     return math.floor(base), f"{instance_type}'s EBS baseline"
 
+
 def quote(vol: RootVolume, seconds: int) -> dict:
     """What `--dry-run` shows of the root volume: its speed, why, and what the speed above gp3's included one costs."""
     extra = gp3_extra_per_hour(vol.mibps, vol.iops)

@@ -176,7 +176,7 @@ def quote(req: LaunchRequest, d: Disks, seconds: int) -> dict:
     """What `--dry-run` shows of the disks: the boot disk's type and speed, why, what its speed and the local SSDs cost."""
     extra = gcp_prices.disk_extra_per_hour(d.boot_type, d.iops, d.mibps)
     out = {"root_disk": str(d), "root_disk_extra_usd_per_hour": round(extra, 4), "root_disk_extra_max_usd": round(extra * seconds / 3600, 4)}
-    fixed = fixed_local_ssds(req.instance_type) if req.instance_type.endswith("-lssd") else None
+    fixed = fixed_local_ssds(req.instance_type)  # None unless a -lssd type
     if d.local_ssds:
         per_hour = gcp_prices.local_ssds_per_hour(d.local_ssds)
         out.update(local_ssds=f"{d.local_ssds} x {LOCAL_SSD_GIB} GiB NVMe scratch disks",
