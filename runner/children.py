@@ -98,7 +98,12 @@ def record_of(store: Store, job_id: str, kind: Kind) -> dict | None:
 
 def parent_kind(store: Store, job_id: str) -> Kind | None:
     """The kind of the job's children when it is a parent (one read of job.json), else None."""
-    return _record(store, job_id, *KINDS)[0]
+    return parent_record(store, job_id)[0]
+
+
+def parent_record(store: Store, job_id: str) -> tuple[Kind | None, dict | None]:
+    """The kind of the job's children and its record of them when it is a parent (one read of job.json), else (None, None)."""
+    return _record(store, job_id, *KINDS)
 
 
 def _record(store: Store, job_id: str, *kinds: Kind) -> tuple[Kind | None, dict | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner import cost, jobs, watch
+from runner import children, cost, jobs, watch
 from runner.errors import NotFoundError, RunnerError
 from runner.fanout import views
 from runner.store import Store
@@ -21,16 +21,19 @@ def _rate(store: Store, job_id: str) -> float | None:
 
 
 def row(store: Store, job_id: str, detail: bool = False) -> dict:
-    """One job's status, its price and cost so far (and, with `detail`, which VM is known)."""
-    fan = views.fanout_of(store, job_id)
-    if fan is not None:
-        return parent_row(store, job_id, fan, detail)
-    from runner.cluster import launch as cluster
-
-    if cluster.cluster_of(store, job_id) is not None:
+    """One job's status, its price and cost so far (and, with `detail`, which VM is known); a fan-out's or a cluster's as a parent."""
+    kind, record = children.parent_record(store, job_id)  # one read of job.json
+    if kind is children.SHARDS:
+        return parent_row(store, job_id, record, detail)
+    if kind is children.NODES:
         from runner.cluster.views import row as cluster_row
 
         return cluster_row(store, job_id, detail)
+    return job_row(store, job_id, detail)
+
+
+def job_row(store: Store, job_id: str, detail: bool = False) -> dict:
+    """One ordinary job's status, its price and cost so far (and, with `detail`, which VM is known)."""
     try:
         st = watch.refresh(store, job_id)
     except NotFoundError:

@@ -106,25 +106,21 @@ def status(job_id, as_json, limit, show_items):
       runner status JOB_ID --json
       runner status JOB_ID --items     # a fan-out job: every item and its exit code
     """
-    from runner import jobs, status_table
+    from runner import children, jobs, status_table
 
     store = common.store()
     if job_id:
-        from runner.fanout import views
-
-        fan = views.fanout_of(store, jobs.check_job_id(job_id))
-        if fan is not None:
-            _status_of_parent(store, job_id, fan, as_json, show_items)
+        kind, record = children.parent_record(store, jobs.check_job_id(job_id))  # one read of job.json
+        if kind is children.SHARDS:
+            _status_of_parent(store, job_id, record, as_json, show_items)
             return
-        from runner.cluster import launch as cluster
-
-        if cluster.cluster_of(store, job_id) is not None:
+        if kind is children.NODES:
             from runner.cluster import views as cluster_views
 
             view = cluster_views.read_cluster(store, job_id)
             click.echo(json.dumps(view.to_json()) if as_json else "\n".join(cluster_views.lines(view)))
             return
-        row = status_table.row(store, jobs.check_job_id(job_id), detail=True)
+        row = status_table.job_row(store, job_id, detail=True)
         click.echo(json.dumps(row) if as_json else "\n".join(f"{k:>12}: {'' if v is None else v}" for k, v in row.items()))
         return
     rows = [status_table.row(store, j) for j in jobs.list_jobs(store, limit)]
