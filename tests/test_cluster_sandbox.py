@@ -146,3 +146,135 @@ def test_taxi_ray_equals_the_taxi_job(runner_home, tmp_path):
     assert got["taxi-ray"] == got["taxi"]
     assert read_output(tmp_path / "taxi-ray" / "passenger_counts.csv") == ("passenger_count,trips", expected_rows(reference_counts(data)))
     assert (ROOT / "jobs" / "taxi-ray" / "job.yaml").is_file()
+
+
+def preempt_node(runner_home: Path, node: str) -> None:
+    """The cloud takes the node's machine back and the machine says so: frozen, PREEMPTED written, then gone."""
+    from runner import config, jobs
+    from runner.store import open_store
+
+    pid = json.loads((sandbox_dir(runner_home, node) / "instance.json").read_text())["pid"]
+    os.killpg(pid, signal.SIGSTOP)  # frozen, not gone: the waiter sees it alive until its status says PREEMPTED
+    jobs.write_status(open_store(config.store_uri()), node, jobs.Status(jobs.PREEMPTED, reason="spot interruption"))
+    os.killpg(pid, signal.SIGKILL)
+
+
+def wait_mark(path: Path, timeout: float = 300) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return path.exists()
+
+
+def node_of(store: Path, k: int) -> str:
+    return next(p for p in store.iterdir() if f"--n{k}-" in p.name).name
+
+
+# The head's command: a task runs on the worker until the worker is preempted; Ray runs it again elsewhere; the
+# relaunched worker joins, and a task runs on it.
+REPLACED = '''
+import os, time
+from pathlib import Path
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+
+marks = Path(os.environ["MARKS"])
+ray.init()
+alive = lambda: {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+head = ray.get_runtime_context().get_node_id()
+first = alive()
+assert len(first) == 2, first
+(worker,) = first - {head}
+
+@ray.remote(num_cpus=0, max_retries=3)
+def long():  # on the worker until it is preempted; its retry finds the mark and ends at once
+    if not (marks / "preempted").exists():
+        (marks / "ready").touch()
+    while not (marks / "preempted").exists():
+        time.sleep(0.2)
+    return ray.get_runtime_context().get_node_id()
+
+ran_on = ray.get(long.options(scheduling_strategy=On(worker, soft=True)).remote())
+assert ran_on != worker, ran_on
+print("the task lost with the worker ran again on another node", flush=True)
+deadline = time.monotonic() + 240
+while not (alive() - first) and time.monotonic() < deadline:
+    time.sleep(1)
+(new,) = alive() - first
+assert ray.get(long.options(scheduling_strategy=On(new, soft=False)).remote()) == new
+print("a task ran on the relaunched worker; alive:", len(alive()), flush=True)
+'''
+
+
+def test_a_preempted_worker_is_relaunched_joins_and_ray_runs_its_lost_task_again(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    d = make_job({"name": "raypre", "command": "python3 check.py", "nodes": 2, "env": {"MARKS": str(marks)}, "retries": 1,
+                  "spot": True, "max_runtime": "10m"}, {"check.py": REPLACED})
+    store = runner_home / "store" / "jobs"
+
+    def preempt_worker():
+        if wait_mark(marks / "ready"):
+            preempt_node(runner_home, node_of(store, 1))
+            (marks / "preempted").touch()
+
+    preempter = threading.Thread(target=preempt_worker, daemon=True)
+    preempter.start()
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=480)
+    preempter.join(5)
+    assert r.returncode == 0, r.stderr
+    parent = json.loads(r.stdout)["job_id"]
+    head, worker = node_ids(parent, 2)
+    assert f"{parent}: worker 1 preempted; relaunching it (attempt 2 of 2)" in r.stderr
+    assert json.loads((store / worker / "instance.json").read_text())["attempt"] == 2
+    log = run_cli("logs", parent).stdout
+    assert "the task lost with the worker ran again on another node" in log and "a task ran on the relaunched worker; alive: 2" in log
+    status = json.loads(run_cli("status", parent, "--json").stdout)
+    assert [(x["role"], x["state"]) for x in status["node_states"]] == [("head", "SUCCEEDED"), ("worker", "SUCCEEDED")]
+
+
+# The head's command on its first attempt: both nodes joined, then it waits to be preempted; on the relaunched head's
+# attempt the live worker joins the new head, and a task runs on each node.
+HEAD_AGAIN = '''
+import os, time
+from pathlib import Path
+import ray
+
+marks = Path(os.environ["MARKS"])
+attempt = os.environ["RUNNER_ATTEMPT"]
+ray.init()
+print(f"attempt {attempt}: alive {sum(n['Alive'] for n in ray.nodes())}", flush=True)
+if attempt == "1":
+    (marks / "ready").touch()
+    time.sleep(600)
+assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+@ray.remote(num_cpus=0)
+def where():
+    return ray.get_runtime_context().get_node_id()
+
+assert len(set(ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(8)]))) == 2
+print("the relaunched head runs tasks on both nodes", flush=True)
+'''
+
+
+def test_a_preempted_head_is_relaunched_and_the_live_worker_joins_it(runner_home, make_job, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    d = make_job({"name": "rayhead", "command": "python3 check.py", "nodes": 2, "env": {"MARKS": str(marks)}, "retries": 1,
+                  "max_runtime": "10m"}, {"check.py": HEAD_AGAIN})
+    store = runner_home / "store" / "jobs"
+    preempter = threading.Thread(target=lambda: wait_mark(marks / "ready") and preempt_node(runner_home, node_of(store, 0)), daemon=True)
+    preempter.start()
+    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=480)
+    preempter.join(5)
+    assert r.returncode == 0, r.stderr
+    parent = json.loads(r.stdout)["job_id"]
+    head, worker = node_ids(parent, 2)
+    assert f"{parent}: the head preempted; relaunching it (attempt 2 of 2)" in r.stderr
+    assert json.loads((store / head / "instance.json").read_text())["attempt"] == 2
+    assert json.loads((store / worker / "instance.json").read_text()).get("attempt", 1) == 1  # the same worker
+    assert "the relaunched head runs tasks on both nodes" in run_cli("logs", parent).stdout
+    assert "the head moved to 127.0.0.2:" in run_cli("logs", parent, "--node", "1").stdout
+    status = json.loads(run_cli("status", parent, "--json").stdout)
+    assert (status["state"], status["exit_code"]) == ("SUCCEEDED", 0)
