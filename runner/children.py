@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from runner import jobs
 from runner.errors import NotFoundError, RunnerError, SpecError
+from runner.providers import PROVIDERS
 from runner.spec import JobSpec, validate
 from runner.store import Store
 
@@ -118,10 +119,14 @@ def _record(store: Store, job_id: str, *kinds: Kind) -> tuple[Kind | None, dict 
 
 
 def read_parent(store: Store, parent: str, kind: Kind, accept: Callable[[dict], bool], refusal: str) -> tuple[dict, JobSpec]:
-    """A parent's job.json and its spec, re-validated; SpecError(`refusal`) unless its kind's record is a dict `accept`s."""
+    """A parent's job.json and its spec, re-validated; SpecError(`refusal`) unless its kind's record is a dict `accept`s,
+    and SpecError unless it names a known backend."""
     record = jobs.read_json(store, parent, "job.json")
     if not isinstance(record.get(kind.record), dict) or not accept(record[kind.record]):
         raise SpecError(refusal)
+    cloud = record.get("cloud")
+    if not isinstance(cloud, str) or cloud not in PROVIDERS:
+        raise SpecError(f"job.json of {parent} names an unknown cloud {str(cloud)[:40]!r}")
     spec_data = record.get("spec")
     if not isinstance(spec_data, dict):
         raise SpecError(f"job.json of {parent} holds no spec (a {type(spec_data).__name__})")

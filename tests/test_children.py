@@ -95,16 +95,24 @@ def test_a_missing_or_garbage_job_json_makes_no_parent(store):
 
 
 def test_read_parent_refuses_another_kind_and_a_record_without_spec(store):
-    jobs.write_json(store, PARENT, "job.json", {"cluster": {"nodes": 2}, "spec": SPEC})
+    jobs.write_json(store, PARENT, "job.json", {"cluster": {"nodes": 2}, "spec": SPEC, "cloud": "sandbox"})
     record, spec = children.read_parent(store, PARENT, NODES, lambda c: c["nodes"] == 2, "no")
     assert record["cluster"] == {"nodes": 2} and spec.name == "taxi"
     with pytest.raises(SpecError, match="^not a fan-out$"):
         children.read_parent(store, PARENT, SHARDS, lambda f: True, "not a fan-out")
     with pytest.raises(SpecError, match="^too few$"):
         children.read_parent(store, PARENT, NODES, lambda c: False, "too few")
-    jobs.write_json(store, PARENT, "job.json", {"cluster": {"nodes": 2}, "spec": "rm -rf /"})
+    jobs.write_json(store, PARENT, "job.json", {"cluster": {"nodes": 2}, "spec": "rm -rf /", "cloud": "sandbox"})
     with pytest.raises(SpecError, match=f"job.json of {PARENT} holds no spec \\(a str\\)"):
         children.read_parent(store, PARENT, NODES, lambda c: True, "no")
+
+
+@pytest.mark.parametrize("cloud, shown", [(["aws"], "['aws']"), ("azure", "azure"), (None, "None"), ({"a": 1}, "{'a': 1}")])
+def test_read_parent_refuses_a_record_naming_no_known_backend(store, cloud, shown):
+    jobs.write_json(store, PARENT, "job.json", {"cluster": {"nodes": 2}, "spec": SPEC, "cloud": cloud})
+    with pytest.raises(SpecError) as e:
+        children.read_parent(store, PARENT, NODES, lambda c: True, "no")
+    assert str(e.value) == f"job.json of {PARENT} names an unknown cloud {shown!r}"
 
 
 @pytest.mark.parametrize("kind, order", [(SHARDS, [0, 1, 5]), (NODES, [5, 1, 0])])

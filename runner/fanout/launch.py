@@ -17,11 +17,11 @@ from pathlib import Path
 from runner import children, input_check, jobs
 from runner import launch as launcher
 from runner import pack as packing
-from runner.errors import NotFoundError, RunnerError, SpecError
+from runner.errors import NotFoundError, RunnerError
 from runner.fanout import ids, slicing, state
 from runner.fanout import items as listing
 from runner.fanout.items import Item
-from runner.providers import PROVIDERS, get_provider
+from runner.providers import get_provider
 from runner.providers.base import Instance
 from runner.providers.batch import Batch
 from runner.render import outputs_at
@@ -330,9 +330,7 @@ def retry(store: Store, parent: str, vms: int | None = None) -> Retry:
     """Launch new shards (the next numbers) over the manifest's items without a done-marker; when none is
     missing but the reduce failed or never ran, one shard with no items that runs it."""
     record, spec = read_parent(store, parent)
-    cloud = record.get("cloud")
-    if cloud not in PROVIDERS:
-        raise SpecError(f"job.json of {parent} names an unknown cloud {str(cloud)[:40]!r}; not retried")
+    cloud = record["cloud"]
     from runner import watch
 
     known = shard_numbers(store, parent)

@@ -12,7 +12,7 @@ from runner.errors import RunnerError
 from runner.fanout import ids, state
 from runner.fanout.launch import _attempt, read_parent, settle, shard_numbers
 from runner.progress import FanoutLooker
-from runner.providers import PROVIDERS, get_provider
+from runner.providers import get_provider
 from runner.store import Store
 
 
@@ -34,7 +34,7 @@ def wait_fanout(store: Store, parent: str, poll: float = 0.5, note=None, progres
         note(line)
 
     record, spec = read_parent(store, parent)
-    every = float(getattr(get_provider(record["cloud"]), "state_every", 0.0)) if record.get("cloud") in PROVIDERS else 0.0
+    every = float(getattr(get_provider(record["cloud"]), "state_every", 0.0))
     fan = record["fanout"]
     total = fan.get("items") if isinstance(fan.get("items"), int) and not isinstance(fan.get("items"), bool) else 0
     looker = FanoutLooker(store, parent, max(total, 0), fan.get("reduce") is True) if progress or follow else None
