@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -168,3 +169,36 @@ def test_the_ray_pin_is_the_images():
     version = pin[0].split("==")[1].split('"')[0]
     images = [line for line in (ROOT / "images" / "scripts" / "constraints.txt").read_text().splitlines() if line.startswith("ray==")]
     assert images == [f"ray=={version}"], f"the image pins {images}, the test extra ray=={version}: make them one"
+
+
+@pytest.mark.parametrize("minimal", [True, False])
+def test_the_agents_port_files_are_seeded_for_this_nodes_minimal_raylet_only(tmp_path, minimal):
+    """A slow VM's raylet does not abort waiting for a minimal agent's port files: ray.sh writes the -1 it would."""
+    script = render_ray_node(PARENT, ids.node_id(PARENT, 0), "file:///s", "true", "aws", environ={})
+    fns = script[script.index("seed_agent_ports() {"):script.index("ray_start() {")]
+    fake = tmp_path / "raylet"  # a process named raylet with a raylet's flags (a copy of python sleeping)
+    shutil.copy(sys.executable, fake)
+    node = "ab" * 28
+    ours, other = tmp_path / "ray-ours", tmp_path / "ray-other"
+    procs = []
+    for temp in (other, ours):
+        (temp / "session_1").mkdir(parents=True)
+        agent = "python agent.py --node-id=x" + (" --minimal" if minimal else "")
+        procs.append(subprocess.Popen([str(fake), "-c", "import time; time.sleep(60)", f"--temp_dir={temp}", f"--node_id={node}",
+                                       f"--session_dir={temp}/session_1", f"--dashboard_agent_command={agent}"]))
+    try:
+        r = subprocess.run(["timeout", "60", "bash", "-c", fns + "seed_agent_ports"], capture_output=True, text=True,
+                           env={**os.environ, "RAY_TMP": str(ours)})
+        assert r.returncode == 0, r.stderr
+        names = ("metrics_agent_port", "metrics_export_port", "dashboard_agent_listen_port")
+        files = {name: ours / "session_1" / f"{name}_{node}" for name in names}
+        if minimal:
+            assert {n: f.read_text() for n, f in files.items()} == {n: "-1" for n in names}
+        else:
+            assert not any(f.exists() for f in files.values())  # a full agent's ports are real: nothing written
+        assert list((other / "session_1").iterdir()) == []  # another node's raylet on this host is left alone
+        assert sorted(p.name for p in (ours / "session_1").iterdir()) == sorted(f"{n}_{node}" for n in names if minimal)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -278,3 +278,47 @@ def test_a_preempted_head_is_relaunched_and_the_live_worker_joins_it(runner_home
     assert "the head moved to 127.0.0.2:" in run_cli("logs", parent, "--node", "1").stdout
     status = json.loads(run_cli("status", parent, "--json").stdout)
     assert (status["state"], status["exit_code"]) == ("SUCCEEDED", 0)
+
+
+def test_ray_sh_counts_the_alive_nodes_on_an_address_without_a_driver(tmp_path):
+    """The slow-VM path: after `ray start` gives up, node_up asks the head's node table whether this node is up."""
+    import socket
+    import subprocess
+
+    from runner.cluster.script import render_ray_node
+
+    script = render_ray_node("p-20261201T000000Z-abcdef", "p--n0-20261201T000000Z-abcdef", "file:///store", "true", "sandbox")
+    fns = "log() { echo \"$*\"; }\n" + script[script.index("alive() {"):script.index("run_head() {")]
+    with socket.socket() as s:
+        s.bind(("127.0.0.9", 0))
+        port = s.getsockname()[1]
+    temp = Path("/tmp") / f"ray-t{os.getpid()}"  # Ray's socket paths must be short
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.9",
+                             "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp),
+                             "--object-store-memory", str(256 << 20), "--num-cpus", "1"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    try:
+        def run(call: str, **env) -> subprocess.CompletedProcess:
+            return subprocess.run(["bash", "-c", fns + call], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+        address = f"127.0.0.9:{port}"
+        r = run(f'NODE_WAIT=200 IP=127.0.0.9 node_up {address}')
+        assert r.returncode == 0 and "this node is up after all" in r.stdout, r.stdout + r.stderr
+        assert run(f"alive {address}").stdout.split() == ["1"]
+        assert run(f"alive {address} 127.0.0.9").stdout.split() == ["1"]
+        assert run(f"alive {address} 127.0.0.10").stdout.split() == ["0"]
+        r = run(f"alive {address} '' 2 3")
+        assert "1 of 2 nodes joined" in r.stdout and "join timeout (3 s): going on with 1 of 2 nodes" in r.stdout, r.stdout + r.stderr
+        assert run(f"RAY_TMP={temp} raylet_running").returncode == 0  # this node's raylet, found by its temp dir
+        assert run(f"RAY_TMP={temp}0 raylet_running").returncode == 1
+        r = run(f"NODE_WAIT=6 IP=127.0.0.10 node_up {address}")
+        assert r.returncode == 1 and "did not come up within 6 s" in r.stdout, r.stdout + r.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        subprocess.run(["rm", "-rf", str(temp)], check=False)
