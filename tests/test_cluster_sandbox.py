@@ -142,7 +142,8 @@ def test_taxi_ray_equals_the_taxi_job(runner_home, tmp_path):
         assert r.returncode == 0, r.stderr
         got[job] = (tmp_path / job / "passenger_counts.csv").read_bytes()
         if job == "taxi-ray":
-            assert "taxi_ray: 7 files over 2 nodes" in run_cli("logs", job_id).stdout
+            log = run_cli("logs", job_id).stdout
+            assert "taxi_ray: 7 files over 2 nodes" in log and "tasks per node: [4, 3]" in log, log
     assert got["taxi-ray"] == got["taxi"]
     assert read_output(tmp_path / "taxi-ray" / "passenger_counts.csv") == ("passenger_count,trips", expected_rows(reference_counts(data)))
     assert (ROOT / "jobs" / "taxi-ray" / "job.yaml").is_file()

@@ -227,6 +227,7 @@ def test_taxi_ray_over_two_local_vms(runner_home, tmp_path, monkeypatch):
     head_log = run_cli("logs", job_id, "--node", "0", "--all").stdout
     worker_log = run_cli("logs", job_id, "--node", "1", "--all").stdout
     assert f"head 0 of 2 on {prefix}.2" in head_log and "2 of 2 nodes joined" in head_log, head_log
+    assert "taxi_ray: 4 files over 2 nodes" in head_log and "tasks per node: [2, 2]" in head_log, head_log  # both nodes counted
     assert f"worker 1 of 2 on {prefix}.3" in worker_log and f"joined the cluster at {prefix}.2:6379" in worker_log, worker_log
     for log in (head_log, worker_log):
         assert "reboot: Power down" in log

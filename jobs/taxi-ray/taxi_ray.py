@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Trips per passenger_count over NYC yellow-taxi trip files, one Ray task per file, spread over the cluster's nodes.
+"""Trips per passenger_count over NYC yellow-taxi trip files, one Ray task per file, dealt out over the cluster's nodes.
 
 Usage: python3 taxi_ray.py INPUT_DIR OUTPUT_CSV  (run on the head of a `nodes: N` job: RAY_ADDRESS is set)
 
@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -55,7 +56,11 @@ def main(argv: list[str]) -> int:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     print(f"taxi_ray: {len(files)} files over {len(nodes)} nodes", flush=True)
     total, used = Counter(), Counter()
-    for node, rows in ray.get([count.options(scheduling_strategy="SPREAD").remote(f) for f in files]):
+    # file i on node i mod N, softly: every node gets its share at once (a node's first task waits for its Python
+    # worker to start, and Ray's SPREAD would hand the next tasks to a node whose workers are already up); a node that
+    # is gone or full leaves its tasks to the others
+    on = [NodeAffinitySchedulingStrategy(n["NodeID"], soft=True) for n in sorted(nodes, key=lambda n: n["NodeID"])]
+    for node, rows in ray.get([count.options(scheduling_strategy=on[i % len(on)]).remote(f) for i, f in enumerate(files)]):
         used[node] += 1
         for k, n in rows:
             total[k] += n
