@@ -171,6 +171,16 @@ def node_of(store: Path, k: int) -> str:
     return next(p for p in store.iterdir() if f"--n{k}-" in p.name).name
 
 
+def launch_while(job: Path, act) -> tuple[str, str]:
+    """Launch the cluster job and wait for it while `act` runs beside; (the job id, the launcher's stderr) once it succeeded."""
+    beside = threading.Thread(target=act, daemon=True)
+    beside.start()
+    r = run_cli("launch", str(job), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=480)
+    beside.join(5)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["job_id"], r.stderr
+
+
 # The head's command: a task runs on the worker until the worker is preempted; Ray runs it again elsewhere; the
 # relaunched worker joins, and a task runs on it.
 REPLACED = '''
@@ -219,14 +229,9 @@ def test_a_preempted_worker_is_relaunched_joins_and_ray_runs_its_lost_task_again
             preempt_node(runner_home, node_of(store, 1))
             (marks / "preempted").touch()
 
-    preempter = threading.Thread(target=preempt_worker, daemon=True)
-    preempter.start()
-    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=480)
-    preempter.join(5)
-    assert r.returncode == 0, r.stderr
-    parent = json.loads(r.stdout)["job_id"]
+    parent, err = launch_while(d, preempt_worker)
     head, worker = node_ids(parent, 2)
-    assert f"{parent}: worker 1 preempted; relaunching it (attempt 2 of 2)" in r.stderr
+    assert f"{parent}: worker 1 preempted; relaunching it (attempt 2 of 2)" in err
     assert json.loads((store / worker / "instance.json").read_text())["attempt"] == 2
     log = run_cli("logs", parent).stdout
     assert "the task lost with the worker ran again on another node" in log and "a task ran on the relaunched worker; alive: 2" in log
@@ -265,14 +270,9 @@ def test_a_preempted_head_is_relaunched_and_the_live_worker_joins_it(runner_home
     d = make_job({"name": "rayhead", "command": "python3 check.py", "nodes": 2, "env": {"MARKS": str(marks)}, "retries": 1,
                   "max_runtime": "10m"}, {"check.py": HEAD_AGAIN})
     store = runner_home / "store" / "jobs"
-    preempter = threading.Thread(target=lambda: wait_mark(marks / "ready") and preempt_node(runner_home, node_of(store, 0)), daemon=True)
-    preempter.start()
-    r = run_cli("launch", str(d), "--cloud", "sandbox", "--wait", "--json", env=FAST, timeout=480)
-    preempter.join(5)
-    assert r.returncode == 0, r.stderr
-    parent = json.loads(r.stdout)["job_id"]
+    parent, err = launch_while(d, lambda: wait_mark(marks / "ready") and preempt_node(runner_home, node_of(store, 0)))
     head, worker = node_ids(parent, 2)
-    assert f"{parent}: the head preempted; relaunching it (attempt 2 of 2)" in r.stderr
+    assert f"{parent}: the head preempted; relaunching it (attempt 2 of 2)" in err
     assert json.loads((store / head / "instance.json").read_text())["attempt"] == 2
     assert json.loads((store / worker / "instance.json").read_text()).get("attempt", 1) == 1  # the same worker
     assert "the relaunched head runs tasks on both nodes" in run_cli("logs", parent).stdout
