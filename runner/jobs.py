@@ -203,9 +203,8 @@ def read_instance_record(store: Store, job_id: str) -> tuple[dict, Instance | No
 
 def list_jobs(store: Store, limit: int | None = None) -> list[str]:
     """Job ids in the store, newest first (a fan-out job's shards and a cluster job's nodes are listed under it, not here)."""
-    from runner.cluster.ids import is_node
-    from runner.fanout.ids import is_shard
+    from runner.children import parent_of
 
-    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j) and not is_shard(j) and not is_node(j)]
+    ids = [j for j in store.children("jobs") if ID_RE.fullmatch(j) and parent_of(j) is None]
     ids.sort(key=lambda j: (ID_RE.fullmatch(j)["ts"], j), reverse=True)
     return ids[:limit] if limit else ids

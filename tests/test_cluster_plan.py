@@ -175,7 +175,7 @@ def test_the_ray_pin_is_the_images():
 def test_the_agents_port_files_are_seeded_for_this_nodes_minimal_raylet_only(tmp_path, minimal):
     """A slow VM's raylet does not abort waiting for a minimal agent's port files: ray.sh writes the -1 it would."""
     script = render_ray_node(PARENT, ids.node_id(PARENT, 0), "file:///s", "true", "aws", environ={})
-    fns = script[script.index("seed_agent_ports() {"):script.index("ray_start() {")]
+    fns = script[script.index("raylet_args() {"):script.index("ray_start() {")]
     fake = tmp_path / "raylet"  # a process named raylet with a raylet's flags (a copy of python sleeping)
     shutil.copy(sys.executable, fake)
     node = "ab" * 28
